@@ -1,0 +1,90 @@
+"""Value types that travel between stages. Nothing here does work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROLES = ("camera", "nvr", "other")
+CATEGORIES = ("footage", "telemetry", "firmware", "infrastructure")
+VERDICTS = ("allowed", "violation", "local")
+SEVERITIES = ("critical", "warning")
+UNKNOWN_COUNTRY = "ZZ"
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A camera, NVR or other host we attribute traffic to."""
+
+    name: str
+    group: str
+    vendor: str | None
+    """Vendor slug, e.g. "hikvision", "dahua" (None when unknown)."""
+    role: str
+    """One of ROLES."""
+    discovered: bool = False
+    """True when found by MAC vendor rather than listed in the inventory."""
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a remote address is, and who routes it."""
+
+    country: str
+    """ISO 3166 alpha-2, or "ZZ" when no source knows."""
+    asn: int | None
+    as_org: str | None
+    source: str
+    """Which database answered, e.g. "GeoLite2-Country" or "iptocc"."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    verdict: str
+    """One of VERDICTS."""
+    severity: str | None
+    """"critical" or "warning" for violations, else None."""
+    rule: int | None = None
+    """Index of the allow rule that matched, if any."""
+
+
+@dataclass(slots=True)
+class FlowReport:
+    """One flow as the sinks see it at a report: oriented, attributed, judged.
+
+    Counts are cumulative for the flow; ``delta_*`` are since the previous report of the same flow
+    (for a flow's first report they equal the cumulative counts).
+    """
+
+    action: str
+    """"flow_update" (interim) or "flow_end"."""
+    start: float
+    end: float
+    transport: str
+    """"tcp", "udp", "icmp", "ipv6-icmp", or the IP protocol number as a string."""
+    ip_version: int
+    vlan: int | None
+    src_ip: str
+    src_port: int | None
+    src_mac: str | None
+    src_bytes: int
+    src_packets: int
+    dst_ip: str
+    dst_port: int | None
+    dst_mac: str | None
+    dst_bytes: int
+    dst_packets: int
+    tcp_flags: int
+    delta_src_bytes: int
+    delta_dst_bytes: int
+    delta_src_packets: int
+    delta_dst_packets: int
+    device: Device | None = None
+    egress: bool = False
+    """True when source is a device and destination is not local."""
+    place: Place | None = None
+    """Destination's place, for egress flows."""
+    domain: str | None = None
+    category: str | None = None
+    category_reason: str | None = None
+    verdict: Verdict | None = None
+    first_report: bool = True
