@@ -88,3 +88,24 @@ class FlowReport:
     category_reason: str | None = None
     verdict: Verdict | None = None
     first_report: bool = True
+
+
+@dataclass(slots=True)
+class Totals:
+    """Run-wide counts, read by the summary and the metrics collector."""
+
+    packets: int = 0
+    """Every frame read, decodable or not."""
+    ip_bytes: int = 0
+    """IP-layer bytes of the innermost IP header of every decoded packet."""
+    flows: int = 0
+    """Flows created."""
+    evictions: int = 0
+    active_flows: int = 0
+    decode_errors: dict[str, int] | None = None
+    """Anomaly name -> count; None until the first one."""
+    truncated_files: list[str] | None = None
+    """One line per capture file that ended mid-record: "<path>: stopped at packet N, byte offset B"."""
+
+    def decode_error_count(self) -> int:
+        return sum(self.decode_errors.values()) if self.decode_errors else 0
