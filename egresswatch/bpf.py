@@ -1,0 +1,173 @@
+"""The kernel pre-filter: a BPF expression generated from the inventory.
+
+On a camera VLAN most bytes are camera -> NVR video that never leaves the site. Dropping it in the
+kernel (before libpcap copies it to user space) is what lets one Python process keep up with a
+busy span port. The filter keeps:
+
+- traffic with an inventory MAC or IP, or a camera-vendor OUI on either end, unless both IP ends
+  are local (that is the camera -> NVR bulk);
+- whatever attribution needs regardless of who sends it: DNS (names for destinations), DHCP and
+  ARP/NDP (MAC <-> IP bindings), discovery protocols (finding uninventoried cameras);
+- tunnel encapsulations (GRE, which carries ERSPAN, and VXLAN), so an encapsulated mirror passes
+  whole; the pipeline decodes the inner frames;
+- ``capture.bpf_extra``, OR-ed in: an operator's "also keep this".
+
+Every clause is repeated behind ``vlan``: libpcap's ``vlan`` keyword moves the offsets of every
+primitive after it, so the untagged form comes first and the tagged form last. On a live Linux
+socket the kernel strips the 802.1Q tag and libpcap compiles ``vlan`` into a check of the packet's
+auxiliary data, so both forms are needed there too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from egresswatch.config import Config
+
+DNS = "port 53"
+DHCP = "udp port 67 or udp port 68 or udp port 546 or udp port 547"
+NDP = "icmp6 and (icmp6[0] == 135 or icmp6[0] == 136)"
+DISCOVERY_UDP_PORTS = (3702, 37020, 37810, 5050, 1900, 5353)
+"""WS-Discovery/ONVIF, Hikvision SADP, Dahua discovery, vendor search, SSDP, mDNS."""
+TUNNELS = "ip proto 47 or ip6 proto 47 or udp port 4789"
+"""GRE (ERSPAN types I-III ride on it) and VXLAN."""
+
+
+@dataclass(frozen=True, slots=True)
+class FilterInputs:
+    """What the filter is built from, already normalised; `build_filter` fills it from a Config."""
+
+    macs: tuple[str, ...] = ()
+    """Inventory MACs, lower-case colon form."""
+    networks: tuple[str, ...] = ()
+    """Inventory IPs and CIDRs."""
+    ouis: tuple[bytes, ...] = ()
+    """3-byte camera-vendor OUIs."""
+    local: tuple[str, ...] = ()
+    """Networks that never leave the site (``networks.local``)."""
+    extra: str = ""
+
+
+def build_filter(config: Config) -> str:
+    """The BPF expression for ``config``: what ``egresswatch bpf -c CONFIG`` prints."""
+    return filter_expression(inputs_from_config(config))
+
+
+def inputs_from_config(config: Config) -> FilterInputs:
+    """Collect MACs, addresses and vendor OUIs from the inventory.
+
+    Vendor OUIs come from every known camera vendor (``egresswatch.devices``) and from the MACs of
+    inventory devices that name a vendor, so a second camera of the same make is kept before
+    anyone lists it.
+    """
+    macs: list[str] = []
+    networks: list[str] = []
+    ouis: set[bytes] = set()
+    for device in config.devices:
+        if device.mac:
+            macs.append(device.mac)
+            if device.vendor:
+                ouis.add(_mac_bytes(device.mac)[:3])
+        if device.ip:
+            networks.append(str(device.ip))
+        if device.cidr:
+            networks.append(str(device.cidr))
+    ouis.update(camera_vendor_ouis())
+    return FilterInputs(
+        macs=tuple(macs),
+        networks=tuple(networks),
+        ouis=tuple(sorted(ouis)),
+        local=tuple(str(net) for net in config.local_networks),
+        extra=config.capture.bpf_extra.strip(),
+    )
+
+
+def camera_vendor_ouis() -> list[bytes]:
+    """Every OUI of every camera vendor ``egresswatch.devices`` knows.
+
+    Until ``devices.ouis_for`` exists the inventory's own camera/NVR MACs are the only OUI source.
+    """
+    try:
+        from egresswatch.devices import CAMERA_VENDORS, ouis_for  # type: ignore[attr-defined]
+    except ImportError:
+        return []
+    return [oui for slug in CAMERA_VENDORS for oui in ouis_for(slug)]
+
+
+def filter_expression(inputs: FilterInputs) -> str:
+    """Assemble the expression; see the module docstring for what each part is for."""
+    core = _or(
+        _and(_device_clause(inputs), _not(_both_local(inputs.local))),
+        DNS,
+        DHCP,
+        "arp",
+        NDP,
+        " or ".join(f"udp port {port}" for port in DISCOVERY_UDP_PORTS),
+        TUNNELS,
+    )
+    parts = [inputs.extra] if inputs.extra else []
+    parts += [core, f"vlan and ({core})"]
+    return _or(*parts)
+
+
+def _device_clause(inputs: FilterInputs) -> str:
+    # MACs whose OUI is already matched would only lengthen the program.
+    oui_set = set(inputs.ouis)
+    macs = [mac for mac in dict.fromkeys(inputs.macs) if _mac_bytes(mac)[:3] not in oui_set]
+    terms = [f"ether host {mac}" for mac in macs]
+    terms += [_host_or_net(net) for net in _collapse(inputs.networks)]
+    for oui in inputs.ouis:
+        value = f"0x{oui.hex()}00"
+        # ether[6:4] is the source OUI plus one byte, ether[0:4] the destination's.
+        terms.append(f"ether[6:4] & 0xffffff00 == {value}")
+        terms.append(f"ether[0:4] & 0xffffff00 == {value}")
+    return _or(*terms)
+
+
+def _both_local(local: Iterable[str]) -> str:
+    nets = _collapse(local)
+    if not nets:
+        return ""
+    src = " or ".join(f"src net {net}" for net in nets)
+    dst = " or ".join(f"dst net {net}" for net in nets)
+    return f"({src}) and ({dst})"
+
+
+def _collapse(networks: Iterable[str]) -> list[str]:
+    """Merge overlapping and adjacent networks per family: fewer BPF instructions."""
+    parsed = [ipaddress.ip_network(net, strict=False) for net in networks]
+    out: list[str] = []
+    for version in (4, 6):
+        family = [net for net in parsed if net.version == version]
+        out += [str(net) for net in ipaddress.collapse_addresses(family)]  # type: ignore[arg-type]
+    return out
+
+
+def _host_or_net(net: str) -> str:
+    network = ipaddress.ip_network(net)
+    if network.num_addresses == 1:
+        return f"host {network.network_address}"
+    return f"net {network}"
+
+
+def _mac_bytes(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+def _or(*terms: str) -> str:
+    present = [term for term in terms if term]
+    if len(present) == 1:
+        return present[0]
+    return " or ".join(f"({term})" for term in present)
+
+
+def _and(left: str, right: str) -> str:
+    if not left:
+        return ""
+    return f"({left}) and ({right})" if right else left
+
+
+def _not(term: str) -> str:
+    return f"not ({term})" if term else ""
