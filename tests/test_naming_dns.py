@@ -9,12 +9,14 @@ from pathlib import Path
 
 import dpkt
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from egresswatch.naming.dns import DnsAnswer, PassiveDns, dns_messages_from_tcp, parse_dns_answers
 
 REALPCAPS = Path("/work/shared/realpcaps")
+# No example database: tests write nowhere but temp dirs.
+FUZZ = settings(database=None)
 CLIENT = socket.inet_aton("10.20.0.11")
 OTHER_CLIENT = socket.inet_aton("10.20.0.12")
 SERVER = socket.inet_aton("192.0.2.10")
@@ -92,12 +94,14 @@ def test_mdns_cache_flush_class_still_counts_as_internet_class() -> None:
     assert parse_dns_answers(bytes(msg)) == [DnsAnswer("printer.local", _ip("10.0.0.9"), 120)]
 
 
+@FUZZ
 @given(st.binary(max_size=600))
 def test_garbage_never_raises(data: bytes) -> None:
     result = parse_dns_answers(data)
     assert result is None or all(len(a.address) in (4, 16) for a in result)
 
 
+@FUZZ
 @given(st.binary(max_size=64), st.integers(min_value=0, max_value=120))
 def test_corrupted_real_response_never_raises(noise: bytes, at: int) -> None:
     good = _response(
