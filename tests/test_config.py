@@ -87,8 +87,14 @@ def test_full_file_loads_with_every_value(tmp_path: Path) -> None:
     assert config.local_networks == (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
     cam, nvr = config.devices
     assert (cam.name, cam.mac, cam.ip, cam.cidr, cam.group, cam.vendor, cam.role) == (
-        "cam-entrance", "44:19:b6:00:00:11", "10.20.0.11", None, "cameras", "hikvision", "camera",
-    )  # fmt: skip
+        "cam-entrance",
+        "44:19:b6:00:00:11",
+        "10.20.0.11",
+        None,
+        "cameras",
+        "hikvision",
+        "camera",
+    )
     assert (nvr.mac, nvr.ip, nvr.cidr, nvr.vendor, nvr.role) == (None, None, "10.30.0.0/28", None, "nvr")
     rules = config.groups["cameras"].allow
     assert rules[0] == AllowRule(categories=frozenset({"infrastructure"}))
@@ -101,19 +107,30 @@ def test_full_file_loads_with_every_value(tmp_path: Path) -> None:
     assert (config.geoip.asn_db, config.geoip.cache_size, config.geoip.fallback) == (None, 1024, "none")
     flows = config.flows
     assert (flows.max, flows.active_timeout, flows.idle_tcp, flows.idle_udp, flows.idle_other) == (
-        1000, 30.0, 120.0, 30.5, 10.0,
-    )  # fmt: skip
+        1000,
+        30.0,
+        120.0,
+        30.5,
+        10.0,
+    )
     assert flows.tcp_closed_timeout == 2.0
     assert config.classify.video_min_kbps == 512.0
     assert config.alerts.dedup_seconds == 60.0
     assert config.events.flows == "egress"
     assert (config.metrics.listen_host, config.metrics.listen_port, config.metrics.max_devices) == (
-        "0.0.0.0", 9200, 10,
-    )  # fmt: skip
+        "0.0.0.0",
+        9200,
+        10,
+    )
     cap = config.capture
     assert (cap.interfaces, cap.snaplen, cap.buffer_mb, cap.promiscuous, cap.workers, cap.bpf_extra) == (
-        ("eth1", "eth2"), 1600, 128, False, 4, "not port 22",
-    )  # fmt: skip
+        ("eth1", "eth2"),
+        1600,
+        128,
+        False,
+        4,
+        "not port 22",
+    )
 
 
 def test_defaults_match_the_documentation() -> None:
@@ -127,24 +144,42 @@ def test_defaults_match_the_documentation() -> None:
     assert (config.geoip.cache_size, config.geoip.fallback) == (65536, "iptocc")
     f = config.flows
     assert (f.max, f.active_timeout, f.idle_tcp, f.idle_udp, f.idle_other, f.tcp_closed_timeout) == (
-        262144, 60, 300, 60, 60, 5,
-    )  # fmt: skip
+        262144,
+        60,
+        300,
+        60,
+        60,
+        5,
+    )
     assert config.classify.video_min_kbps == 256
     assert config.alerts.dedup_seconds == 900
     assert config.events.flows == "devices"
     assert (config.metrics.listen_host, config.metrics.listen_port, config.metrics.max_devices) == (
-        "127.0.0.1", 9108, 500,
-    )  # fmt: skip
+        "127.0.0.1",
+        9108,
+        500,
+    )
     c = config.capture
     assert (c.interfaces, c.snaplen, c.buffer_mb, c.promiscuous, c.workers, c.bpf_extra) == (
-        (), 262144, 64, True, 1, "",
-    )  # fmt: skip
+        (),
+        262144,
+        64,
+        True,
+        1,
+        "",
+    )
     assert config.source is None
 
 
 def test_device_defaults_and_builtin_groups() -> None:
-    config = parse({"devices": [{"name": "cam", "ip": "10.0.0.5"}, {"name": "x", "ip": "10.0.0.6",
-                                                                     "group": "unassigned"}]})  # fmt: skip
+    config = parse(
+        {
+            "devices": [
+                {"name": "cam", "ip": "10.0.0.5"},
+                {"name": "x", "ip": "10.0.0.6", "group": "unassigned"},
+            ]
+        }
+    )
     assert (config.devices[0].group, config.devices[0].role) == ("default", "camera")
     assert config.devices[1].group == "unassigned"
 
@@ -192,48 +227,88 @@ def test_relative_db_paths_resolve_against_the_config_directory(tmp_path: Path) 
     ("data", "key", "reason_part"),
     [
         ({"device": []}, "device", "did you mean 'devices'"),
-        ({"groups": {"cameras": {"allow": [{"countrys": ["GB"]}]}}}, "groups.cameras.allow[0].countrys",
-         "unknown key"),
+        (
+            {"groups": {"cameras": {"allow": [{"countrys": ["GB"]}]}}},
+            "groups.cameras.allow[0].countrys",
+            "unknown key",
+        ),
         ({"devices": [{"name": "a", "mac": "44:19:b6:00:00:1"}]}, "devices[0].mac", "not a MAC"),
         ({"devices": [{"name": "a", "mac": "01:00:5e:00:00:01"}]}, "devices[0].mac", "multicast"),
         ({"devices": [{"name": "a", "ip": "10.0.0.300"}]}, "devices[0].ip", "not an IP address"),
         ({"devices": [{"name": "a", "cidr": "10.0.0.1/24"}]}, "devices[0].cidr", "host bits"),
-        ({"devices": [{"name": "a", "ip": "10.0.0.1", "cidr": "10.0.0.0/24"}]}, "devices[0].cidr",
-         "exclusive"),
+        (
+            {"devices": [{"name": "a", "ip": "10.0.0.1", "cidr": "10.0.0.0/24"}]},
+            "devices[0].cidr",
+            "exclusive",
+        ),
         ({"devices": [{"name": "a"}]}, "devices[0]", "needs mac, ip or cidr"),
         ({"devices": [{"ip": "10.0.0.1"}]}, "devices[0].name", "required"),
         ({"devices": [{"name": "a b", "ip": "10.0.0.1"}]}, "devices[0].name", "may contain only"),
-        ({"devices": [{"name": "a", "ip": "10.0.0.1", "role": "doorbell"}]}, "devices[0].role",
-         "camera, nvr, other"),
-        ({"devices": [{"name": "a", "ip": "10.0.0.1", "vendor": "Hik Vision"}]}, "devices[0].vendor",
-         "slug"),
-        ({"devices": [{"name": "a", "ip": "10.0.0.1", "group": "camras"}],
-          "groups": {"cameras": {}}}, "devices[0].group", "'camras' is not defined"),
-        ({"devices": [{"name": "a", "ip": "10.0.0.1"}, {"name": "a", "ip": "10.0.0.2"}]}, "devices[1].name",
-         "already used by devices[0]"),
-        ({"devices": [{"name": "a", "mac": "44:19:b6:00:00:01"}, {"name": "b", "ip": "10.0.0.2"},
-                      {"name": "c", "mac": "44-19-B6-00-00-01"}]}, "devices[2].mac",
-         "already used by devices[0]"),
-        ({"devices": [{"name": "a", "ip": "10.0.0.1"}, {"name": "b", "ip": "10.0.0.1"}]}, "devices[1].ip",
-         "already used"),
+        (
+            {"devices": [{"name": "a", "ip": "10.0.0.1", "role": "doorbell"}]},
+            "devices[0].role",
+            "camera, nvr, other",
+        ),
+        ({"devices": [{"name": "a", "ip": "10.0.0.1", "vendor": "Hik Vision"}]}, "devices[0].vendor", "slug"),
+        (
+            {"devices": [{"name": "a", "ip": "10.0.0.1", "group": "camras"}], "groups": {"cameras": {}}},
+            "devices[0].group",
+            "'camras' is not defined",
+        ),
+        (
+            {"devices": [{"name": "a", "ip": "10.0.0.1"}, {"name": "a", "ip": "10.0.0.2"}]},
+            "devices[1].name",
+            "already used by devices[0]",
+        ),
+        (
+            {
+                "devices": [
+                    {"name": "a", "mac": "44:19:b6:00:00:01"},
+                    {"name": "b", "ip": "10.0.0.2"},
+                    {"name": "c", "mac": "44-19-B6-00-00-01"},
+                ]
+            },
+            "devices[2].mac",
+            "already used by devices[0]",
+        ),
+        (
+            {"devices": [{"name": "a", "ip": "10.0.0.1"}, {"name": "b", "ip": "10.0.0.1"}]},
+            "devices[1].ip",
+            "already used",
+        ),
         ({"devices": {"name": "a"}}, "devices", "expected a list"),
         ({"groups": {"c": {"allow": [{"countries": ["gb"]}]}}}, "groups.c.allow[0].countries[0]", "ISO"),
         ({"groups": {"c": {"allow": [{"countries": ["GBR"]}]}}}, "groups.c.allow[0].countries[0]", "ISO"),
-        ({"groups": {"c": {"allow": [{"operator_jurisdictions": ["uk"]}]}}},
-         "groups.c.allow[0].operator_jurisdictions[0]", "ISO"),
-        ({"groups": {"c": {"allow": [{"categories": ["video"]}]}}}, "groups.c.allow[0].categories[0]",
-         "footage, telemetry, firmware, infrastructure"),
+        (
+            {"groups": {"c": {"allow": [{"operator_jurisdictions": ["uk"]}]}}},
+            "groups.c.allow[0].operator_jurisdictions[0]",
+            "ISO",
+        ),
+        (
+            {"groups": {"c": {"allow": [{"categories": ["video"]}]}}},
+            "groups.c.allow[0].categories[0]",
+            "footage, telemetry, firmware, infrastructure",
+        ),
         ({"groups": {"c": {"allow": [{"asns": ["AS64500"]}]}}}, "groups.c.allow[0].asns[0]", "AS number"),
         ({"groups": {"c": {"allow": [{"asns": [True]}]}}}, "groups.c.allow[0].asns[0]", "AS number"),
-        ({"groups": {"c": {"allow": [{"networks": ["198.51.100.0/33"]}]}}}, "groups.c.allow[0].networks[0]",
-         "CIDR"),
-        ({"groups": {"c": {"allow": [{"domains": ["bad domain.org"]}]}}}, "groups.c.allow[0].domains[0]",
-         "not a domain"),
+        (
+            {"groups": {"c": {"allow": [{"networks": ["198.51.100.0/33"]}]}}},
+            "groups.c.allow[0].networks[0]",
+            "CIDR",
+        ),
+        (
+            {"groups": {"c": {"allow": [{"domains": ["bad domain.org"]}]}}},
+            "groups.c.allow[0].domains[0]",
+            "not a domain",
+        ),
         ({"groups": {"c": {"allow": [{"countries": []}]}}}, "groups.c.allow[0].countries", "empty list"),
         ({"groups": {"c": {"allow": [{}]}}}, "groups.c.allow[0]", "at least one matcher"),
         ({"groups": {"c": {"allow": [None]}}}, "groups.c.allow[0]", "at least one matcher"),
-        ({"groups": {"c": {"allow": [{"categories": "footage"}]}}}, "groups.c.allow[0].categories",
-         "expected a list"),
+        (
+            {"groups": {"c": {"allow": [{"categories": "footage"}]}}},
+            "groups.c.allow[0].categories",
+            "expected a list",
+        ),
         ({"groups": {"c": {"deny": []}}}, "groups.c.deny", "unknown key"),
         ({"groups": {"c d": {}}}, "groups.c d", "may contain only"),
         ({"groups": ["c"]}, "groups", "expected a mapping"),
@@ -259,7 +334,7 @@ def test_relative_db_paths_resolve_against_the_config_directory(tmp_path: Path) 
         ({"capture": {"workers": 0}}, "capture.workers", "positive integer"),
         ({"capture": {"bpf_extra": 5}}, "capture.bpf_extra", "expected a string"),
     ],
-)  # fmt: skip
+)
 def test_bad_values_name_their_key(data: dict, key: str, reason_part: str) -> None:
     err = error_of(data)
     assert err.key == key
