@@ -1,0 +1,267 @@
+"""The run summary: per device, what went to which country in which category, and the alerts.
+
+``to_dict`` builds the ``--summary-json`` document that the generated ground truth
+(``pcaps/*.truth.json``) is compared against, so its shape and orderings are a contract:
+
+- devices: every inventory device (even if never seen) plus every discovered device that appeared
+  in a report, sorted by name. ``macs``/``ips`` are the source side of the reports attributed to the
+  device (the pipeline orients every device flow so the device is the source).
+- egress rows: reports with ``egress=True``, summed by (country, category, verdict) over their
+  deltas; ``flows`` counts distinct flows, a flow being (start, src ip/port, dst ip/port, transport,
+  vlan); ``destinations`` counts distinct destination IPs; ``domains`` are the distinct names.
+- alerts: one per ``alert`` call. ``bytes_out`` is the bytes the device sent to that destination in
+  that category with a violation verdict from that alert until the next alert for the same
+  (device, destination ip, category).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from egresswatch.config import Config
+from egresswatch.model import UNKNOWN_COUNTRY, FlowReport, Totals
+from egresswatch.sinks import iso_utc
+
+FlowId = tuple[float, str, int | None, str, int | None, str, int | None]
+AlertKey = tuple[str, str, str | None]
+"""(device name, destination ip, category): what the pipeline de-duplicates alerts on."""
+
+
+@dataclass(slots=True)
+class _EgressRow:
+    bytes_out: int = 0
+    bytes_in: int = 0
+    packets_out: int = 0
+    flows: set[FlowId] = field(default_factory=set)
+    destinations: set[str] = field(default_factory=set)
+    domains: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _DeviceEntry:
+    group: str
+    vendor: str | None
+    role: str
+    macs: set[str] = field(default_factory=set)
+    ips: set[str] = field(default_factory=set)
+    egress: dict[tuple[str, str | None, str | None], _EgressRow] = field(default_factory=dict)
+
+
+class SummarySink:
+    """Accumulates the summary from reports and alerts; ``to_dict`` renders it."""
+
+    def __init__(self, config: Config) -> None:
+        self._devices = {
+            spec.name: _DeviceEntry(spec.group, spec.vendor, spec.role) for spec in config.devices
+        }
+        self._alerts: list[dict[str, Any]] = []
+        self._open_alerts: dict[AlertKey, dict[str, Any]] = {}
+        """The latest alert entry per key: later violation bytes for the key add to it."""
+        self._pending: dict[AlertKey, int] = {}
+        """Violation bytes seen before any alert for their key; the next alert for the key takes them."""
+        self._last_counted: tuple[FlowReport, dict[str, Any] | None] | None = None
+        """The last violation report ``flow`` counted, and the alert entry it went to (None: pending)."""
+        self._last_alerted: FlowReport | None = None
+        self._totals: Totals | None = None
+
+    def _device(self, report: FlowReport) -> _DeviceEntry | None:
+        device = report.device
+        if device is None:
+            return None
+        entry = self._devices.get(device.name)
+        if entry is None:
+            entry = self._devices[device.name] = _DeviceEntry(device.group, device.vendor, device.role)
+        elif device.vendor is not None:
+            entry.vendor = device.vendor
+        return entry
+
+    def flow(self, report: FlowReport) -> None:
+        entry = self._device(report)
+        if entry is None:
+            return
+        if report.src_mac is not None:
+            entry.macs.add(report.src_mac)
+        entry.ips.add(report.src_ip)
+        if report.egress:
+            self._count_egress(entry, report)
+        if report.verdict is not None and report.verdict.verdict == "violation":
+            self._count_violation(report)
+
+    @staticmethod
+    def _count_egress(entry: _DeviceEntry, report: FlowReport) -> None:
+        country = report.place.country if report.place else UNKNOWN_COUNTRY
+        verdict = report.verdict.verdict if report.verdict else None
+        row = entry.egress.setdefault((country, report.category, verdict), _EgressRow())
+        row.bytes_out += report.delta_src_bytes
+        row.bytes_in += report.delta_dst_bytes
+        row.packets_out += report.delta_src_packets
+        row.flows.add((report.start, report.src_ip, report.src_port, report.dst_ip, report.dst_port,
+                       report.transport, report.vlan))
+        row.destinations.add(report.dst_ip)
+        if report.domain is not None:
+            row.domains.add(report.domain)
+
+    @staticmethod
+    def _alert_key(report: FlowReport) -> AlertKey:
+        assert report.device is not None
+        return (report.device.name, report.dst_ip, report.category)
+
+    def _count_violation(self, report: FlowReport) -> None:
+        # The pipeline may hand a report to alert() before or after flow(); either way its bytes
+        # must land in the alert it raised, counted once.
+        if report == self._last_alerted:
+            return
+        key = self._alert_key(report)
+        current = self._open_alerts.get(key)
+        if current is None:
+            self._pending[key] = self._pending.get(key, 0) + report.delta_src_bytes
+        else:
+            current["bytes_out"] += report.delta_src_bytes
+        self._last_counted = (report, current)
+
+    def alert(self, report: FlowReport) -> None:
+        self._device(report)
+        key = self._alert_key(report)
+        bytes_out = self._pending.pop(key, 0)
+        if self._last_counted is not None and self._last_counted[0] == report:
+            counted_in = self._last_counted[1]
+            if counted_in is not None:
+                # flow() came first and credited the previous alert of this key: move the bytes.
+                counted_in["bytes_out"] -= report.delta_src_bytes
+                bytes_out += report.delta_src_bytes
+        else:
+            bytes_out += report.delta_src_bytes
+            self._last_alerted = report
+        entry = {
+            "device": key[0],
+            "country": report.place.country if report.place else UNKNOWN_COUNTRY,
+            "category": report.category,
+            "severity": report.verdict.severity if report.verdict else None,
+            "destination_ip": report.dst_ip,
+            "domain": report.domain,
+            "first_seen": iso_utc(report.start),
+            "bytes_out": bytes_out,
+        }
+        self._alerts.append(entry)
+        self._open_alerts[key] = entry
+
+    def close(self, totals: Totals) -> None:
+        self._totals = totals
+
+    def to_dict(self, totals: Totals | None = None) -> dict[str, Any]:
+        """The summary document; ``totals`` defaults to the ones given to ``close``."""
+        totals = totals or self._totals
+        if totals is None:
+            raise RuntimeError("summary has no totals: pass them or close the sink first")
+        devices = []
+        for name in sorted(self._devices):
+            entry = self._devices[name]
+            egress = [
+                {
+                    "country": country,
+                    "category": category,
+                    "verdict": verdict,
+                    "bytes_out": row.bytes_out,
+                    "bytes_in": row.bytes_in,
+                    "packets_out": row.packets_out,
+                    "flows": len(row.flows),
+                    "destinations": len(row.destinations),
+                    "domains": sorted(row.domains),
+                }
+                for (country, category, verdict), row in sorted(
+                    entry.egress.items(), key=lambda item: tuple(part or "" for part in item[0])
+                )
+            ]
+            devices.append({
+                "name": name,
+                "group": entry.group,
+                "vendor": entry.vendor,
+                "role": entry.role,
+                "macs": sorted(entry.macs),
+                "ips": sorted(entry.ips),
+                "egress": egress,
+            })
+        alerts = sorted(
+            (dict(alert) for alert in self._alerts),
+            key=lambda a: (a["first_seen"], a["device"], a["destination_ip"], a["category"] or ""),
+        )
+        return {
+            "totals": {
+                "packets": totals.packets,
+                "ip_bytes": totals.ip_bytes,
+                "flows": totals.flows,
+                "decode_errors": totals.decode_error_count(),
+            },
+            "devices": devices,
+            "alerts": alerts,
+        }
+
+
+def human_bytes(count: int) -> str:
+    """1536 -> "1.5 KiB": binary units, one decimal above bytes."""
+    if count < 1024:
+        return f"{count} B"
+    value = count / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+_STYLES = {
+    "critical": "bold red", "warning": "yellow", "violation": "red", "allowed": "green", "local": "dim",
+}
+
+
+def render_table(summary: dict[str, Any], console: Console) -> None:
+    """Print the summary as a per-device egress table, then the alerts, then the totals."""
+    devices = Table(title="Egress by device", title_justify="left")
+    for column in ("device", "group", "vendor", "country", "category", "verdict"):
+        devices.add_column(column)
+    for column in ("bytes out", "bytes in", "flows"):
+        devices.add_column(column, justify="right")
+    for device in summary["devices"]:
+        ident = (device["name"], device["group"], device["vendor"] or "-")
+        if not device["egress"]:
+            devices.add_row(*ident, "-", "-", Text("no egress", style="dim"), "", "", "")
+        for row in device["egress"]:
+            severity = _severity(summary, device["name"], row)
+            style = _STYLES.get(severity or row["verdict"] or "", "")
+            verdict = row["verdict"] + (f" ({severity})" if severity else "")
+            devices.add_row(*ident, row["country"], row["category"] or "-", Text(verdict, style=style),
+                            human_bytes(row["bytes_out"]), human_bytes(row["bytes_in"]), str(row["flows"]))
+    console.print(devices)
+    if summary["alerts"]:
+        alerts = Table(title="Policy violations", title_justify="left")
+        alerts.add_column("first seen (UTC)", no_wrap=True)
+        for column in ("device", "country", "category", "severity", "destination", "domain"):
+            alerts.add_column(column)
+        alerts.add_column("bytes out", justify="right")
+        for alert in summary["alerts"]:
+            seen = alert["first_seen"][:19].replace("T", " ")  # to the second reads better in a table
+            alerts.add_row(seen, alert["device"], alert["country"], alert["category"],
+                           Text(alert["severity"] or "-", style=_STYLES.get(alert["severity"] or "", "")),
+                           alert["destination_ip"], alert["domain"] or "-", human_bytes(alert["bytes_out"]))
+        console.print(alerts)
+    else:
+        console.print("No policy violations.")
+    totals = summary["totals"]
+    console.print(f"{totals['packets']} packets, {human_bytes(totals['ip_bytes'])} IP, "
+                  f"{totals['flows']} flows, {totals['decode_errors']} decode errors")
+
+
+def _severity(summary: dict[str, Any], device: str, row: dict[str, Any]) -> str | None:
+    """A violation row's severity: the one its alerts carry for that country and category."""
+    if row["verdict"] != "violation":
+        return None
+    wanted = (device, row["country"], row["category"])
+    for alert in summary["alerts"]:
+        if (alert["device"], alert["country"], alert["category"]) == wanted:
+            return alert["severity"]
+    return None
