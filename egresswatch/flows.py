@@ -1,0 +1,390 @@
+"""The flow meter: the per-packet hot loop, the bounded flow table and its timers.
+
+Per packet the common case costs one slice, one dict lookup and three attribute updates: an
+established, untagged IPv4 TCP/UDP flow that needs no more payload inspection lives in a "fast"
+table keyed by the 12 raw bytes (src ip, dst ip, src port, dst port), with both directions' keys
+inserted, each mapping to that direction's `FlowSide`. Every other packet is decoded in full through
+the registry (`egresswatch.decode`) on the slow path.
+
+Nothing here knows about devices, countries or policy: the pipeline's `FlowHooks` do.
+Time is packet time; `advance(now)` runs the timers.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Protocol
+
+from egresswatch.capture import META_STRUCT, Batch
+from egresswatch.config import FlowConfig
+from egresswatch.decode.packet import Packet
+from egresswatch.decode.registry import Decoder
+from egresswatch.model import Totals
+
+PROTO_TCP = 6
+PROTO_UDP = 17
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+FIN_A = 1
+FIN_B = 2
+CLOSED = 4
+FRAGMENT_OWNERS_MAX = 8192
+FRAGMENT_PENDING_MAX = 4096
+FRAGMENT_PENDING_SECONDS = 30
+EVICTION_CANDIDATES = 64
+TIMER_WORK_PER_SECOND = 100_000
+PORTS = struct.Struct("!HH")
+ITER_META = META_STRUCT.iter_unpack
+
+
+class FlowSide:
+    """One direction of a flow: what the hot loop updates."""
+
+    __slots__ = ("bytes", "flow", "is_a", "last", "packets")
+
+    def __init__(self, flow: Flow, is_a: bool, last: float) -> None:
+        self.flow = flow
+        self.is_a = is_a
+        self.packets = 0
+        self.bytes = 0
+        self.last = last
+
+
+class Flow:
+    """A bidirectional flow; `a` is the side that sent the first packet we saw."""
+
+    __slots__ = (
+        "a", "a_ip", "a_mac", "a_port", "app", "b", "b_ip", "b_mac", "b_port", "ctx", "deadline", "domain",
+        "first", "inspect", "keys", "next_report", "proto", "state", "tcp_flags", "vlan",
+    )  # fmt: skip
+
+    def __init__(self, pkt: Packet, ts: float) -> None:
+        self.vlan = pkt.vlan
+        self.proto = pkt.proto
+        self.a_ip = pkt.src
+        self.b_ip = pkt.dst
+        self.a_port = pkt.sport
+        self.b_port = pkt.dport
+        self.a_mac = pkt.src_mac
+        self.b_mac = pkt.dst_mac
+        self.a = FlowSide(self, True, ts)
+        self.b = FlowSide(self, False, ts)
+        self.first = ts
+        self.tcp_flags = 0
+        """OR of the TCP flags of packets that took the slow path (every SYN, FIN and RST does)."""
+        self.state = 0
+        self.inspect = 0
+        """Payload packets the hooks still want to see; 0 lets the flow onto the fast path."""
+        self.app: str | None = None
+        self.domain: str | None = None
+        self.ctx: object = None
+        self.deadline = 0
+        self.next_report = 0.0
+        self.keys: tuple[object, object] | None = None
+
+    @property
+    def last(self) -> float:
+        return max(self.a.last, self.b.last)
+
+    @property
+    def ip_version(self) -> int:
+        return 4 if len(self.a_ip) == 4 else 6
+
+
+class FlowHooks(Protocol):
+    def flow_started(self, flow: Flow, pkt: Packet) -> None: ...
+
+    def payload(self, flow: Flow, from_a: bool, pkt: Packet, buf: bytes, ts: float) -> None: ...
+
+    def non_ip(self, pkt: Packet, buf: bytes, off: int, end: int, ts: float) -> None: ...
+
+    def flow_report(self, flow: Flow, action: str) -> None: ...
+
+
+class Meter:
+    def __init__(self, cfg: FlowConfig, hooks: FlowHooks, totals: Totals) -> None:
+        self._cfg = cfg
+        self._hooks = hooks
+        self.totals = totals
+        self._decoder = Decoder()
+        self._fast_tcp: dict[bytes, FlowSide] = {}
+        self._fast_udp: dict[bytes, FlowSide] = {}
+        self._slow: dict[tuple, FlowSide] = {}
+        self._active = 0
+        self._wheel: dict[int, list[Flow]] = {}
+        self._clock = -1
+        self._now = 0.0
+        self._fragment_owner: dict[tuple, FlowSide] = {}
+        self._fragment_pending: dict[tuple, list[tuple[float, int, Packet]]] = {}
+
+    def reconfigure(self, cfg: FlowConfig) -> None:
+        """New limits and timeouts; they apply as flows are next checked."""
+        self._cfg = cfg
+
+    # ------------------------------------------------------------------ hot loop
+    def feed(self, batch: Batch) -> None:
+        linktype, buf, meta = batch
+        ethernet = linktype == 1
+        tcp_get = self._fast_tcp.get
+        udp_get = self._fast_udp.get
+        slow = self._slow_path
+        clock = self._clock
+        ip_bytes = 0
+        for sec, usec, off, caplen in ITER_META(meta):
+            if sec > clock:
+                self.totals.ip_bytes += ip_bytes
+                ip_bytes = 0
+                self.advance(sec)
+                clock = sec
+            ts = sec + usec * 1e-6
+            # Untagged Ethernet, IPv4 without options, not a fragment.
+            if (
+                ethernet
+                and caplen >= 38
+                and buf[off + 12] == 8
+                and buf[off + 13] == 0
+                and buf[off + 14] == 0x45
+                and not (buf[off + 20] & 0x3F or buf[off + 21])
+            ):
+                proto = buf[off + 23]
+                side = None
+                if proto == PROTO_TCP:
+                    if caplen > 47 and not buf[off + 47] & 0x07:  # no SYN/FIN/RST
+                        side = tcp_get(buf[off + 26 : off + 38])
+                elif proto == PROTO_UDP:
+                    side = udp_get(buf[off + 26 : off + 38])
+                if side is not None:
+                    length = buf[off + 16] << 8 | buf[off + 17]
+                    side.packets += 1
+                    side.bytes += length
+                    side.last = ts
+                    ip_bytes += length
+                    continue
+            slow(linktype, buf, off, off + caplen, ts)
+        self.totals.ip_bytes += ip_bytes
+        self.totals.packets += len(meta) // META_STRUCT.size
+        self.totals.active_flows = self._active
+        self._clock = clock
+
+    # ------------------------------------------------------------------ slow path
+    def _slow_path(self, linktype: int, buf: bytes, off: int, end: int, ts: float) -> None:
+        pkt = Packet()
+        anomaly = self._decoder.decode(linktype, buf, off, end, pkt)
+        if anomaly is not None:
+            errors = self.totals.decode_errors
+            if errors is None:
+                errors = self.totals.decode_errors = {}
+            errors[anomaly] = errors.get(anomaly, 0) + 1
+            return
+        if not pkt.ip_version:
+            self._hooks.non_ip(pkt, buf, off, end, ts)
+            return
+        self.totals.ip_bytes += pkt.ip_bytes
+        if pkt.frag_id is not None and pkt.frag_offset:
+            self._later_fragment(pkt, ts)
+            return
+        side = self._side_for(pkt, ts)
+        self._count(side, pkt, ts)
+        if pkt.frag_id is not None:
+            self._first_fragment(side, pkt)
+        flow = side.flow
+        if pkt.proto == PROTO_TCP:
+            self._tcp_state(flow, side.is_a, pkt.tcp_flags)
+        if flow.inspect and pkt.payload_end > pkt.payload_off:
+            self._hooks.payload(flow, side.is_a, pkt, buf, ts)
+            if not flow.inspect:
+                self._promote(flow)
+
+    def _side_for(self, pkt: Packet, ts: float) -> FlowSide:
+        fast_key = None
+        if pkt.vlan is None and pkt.ip_version == 4 and pkt.sport is not None:
+            table = self._fast_table(pkt.proto)
+            if table is not None:
+                fast_key = pkt.src + pkt.dst + PORTS.pack(pkt.sport, pkt.dport)
+                side = table.get(fast_key)
+                if side is not None:
+                    return side
+        key = (pkt.vlan, pkt.proto, pkt.src, pkt.dst, pkt.sport, pkt.dport)
+        side = self._slow.get(key)
+        if side is not None:
+            return side
+        return self._new_flow(pkt, ts, key)
+
+    def _new_flow(self, pkt: Packet, ts: float, key: tuple) -> FlowSide:
+        if self._active >= self._cfg.max:
+            self._evict_one()
+        flow = Flow(pkt, ts)
+        reverse = (pkt.vlan, pkt.proto, pkt.dst, pkt.src, pkt.dport, pkt.sport)
+        flow.keys = (key, reverse)
+        self._slow[key] = flow.a
+        self._slow[reverse] = flow.b
+        self._active += 1
+        self.totals.flows += 1
+        flow.next_report = ts + self._cfg.active_timeout
+        self._schedule(flow, min(ts + self._idle_timeout(flow), flow.next_report))
+        self._hooks.flow_started(flow, pkt)
+        if not flow.inspect:
+            self._promote(flow)
+        return flow.a
+
+    def _promote(self, flow: Flow) -> None:
+        """Move an untagged IPv4 TCP/UDP flow that needs no more inspection onto the fast path."""
+        if flow.vlan is not None or len(flow.a_ip) != 4 or flow.a_port is None:
+            return
+        table = self._fast_table(flow.proto)
+        if table is None or flow.keys is None or isinstance(flow.keys[0], bytes):
+            return
+        for key in flow.keys:
+            self._slow.pop(key, None)
+        key_a = flow.a_ip + flow.b_ip + PORTS.pack(flow.a_port, flow.b_port)
+        key_b = flow.b_ip + flow.a_ip + PORTS.pack(flow.b_port, flow.a_port)
+        table[key_a] = flow.a
+        table[key_b] = flow.b
+        flow.keys = (key_a, key_b)
+
+    def _fast_table(self, proto: int) -> dict[bytes, FlowSide] | None:
+        if proto == PROTO_TCP:
+            return self._fast_tcp
+        return self._fast_udp if proto == PROTO_UDP else None
+
+    @staticmethod
+    def _count(side: FlowSide, pkt: Packet, ts: float) -> None:
+        side.packets += 1
+        side.bytes += pkt.ip_bytes
+        side.last = ts
+
+    def _tcp_state(self, flow: Flow, from_a: bool, flags: int) -> None:
+        flow.tcp_flags |= flags
+        if flags & (TCP_FIN | TCP_RST):
+            if flags & TCP_RST:
+                flow.state |= CLOSED
+            else:
+                flow.state |= FIN_A if from_a else FIN_B
+                if flow.state & (FIN_A | FIN_B) == FIN_A | FIN_B:
+                    flow.state |= CLOSED
+            if flow.state & CLOSED:
+                self._schedule(flow, flow.last + self._cfg.tcp_closed_timeout)
+
+    # ------------------------------------------------------------------ fragments
+    def _first_fragment(self, side: FlowSide, pkt: Packet) -> None:
+        key = (pkt.vlan, pkt.proto, pkt.src, pkt.dst, pkt.frag_id)
+        owners = self._fragment_owner
+        if len(owners) >= FRAGMENT_OWNERS_MAX:
+            del owners[next(iter(owners))]
+        owners[key] = side
+        for ts, _length, early in self._fragment_pending.pop(key, ()):
+            self._count(side, early, ts)
+
+    def _later_fragment(self, pkt: Packet, ts: float) -> None:
+        key = (pkt.vlan, pkt.proto, pkt.src, pkt.dst, pkt.frag_id)
+        side = self._fragment_owner.get(key)
+        if side is not None and side.flow.keys is not None:
+            self._count(side, pkt, ts)
+            return
+        # The first fragment has not arrived yet (reordering): hold the counts until it does.
+        pending = self._fragment_pending
+        if key not in pending and len(pending) >= FRAGMENT_PENDING_MAX:
+            self._orphan_fragments(next(iter(pending)))
+        pending.setdefault(key, []).append((ts, pkt.ip_bytes, pkt))
+
+    def _orphan_fragments(self, key: tuple) -> None:
+        """Fragments whose first fragment never came: count them in a port-less flow of their addresses."""
+        for ts, _length, pkt in self._fragment_pending.pop(key, ()):
+            pkt.sport = pkt.dport = None
+            self._count(self._side_for(pkt, ts), pkt, ts)
+
+    # ------------------------------------------------------------------ timers
+    def _idle_timeout(self, flow: Flow) -> float:
+        if flow.state & CLOSED:
+            return self._cfg.tcp_closed_timeout
+        if flow.proto == PROTO_TCP:
+            return self._cfg.idle_tcp
+        if flow.proto == PROTO_UDP:
+            return self._cfg.idle_udp
+        return self._cfg.idle_other
+
+    def _schedule(self, flow: Flow, when: float) -> None:
+        second = int(when) + 1
+        flow.deadline = second
+        bucket = self._wheel.get(second)
+        if bucket is None:
+            self._wheel[second] = [flow]
+        else:
+            bucket.append(flow)
+
+    def advance(self, now: float) -> None:
+        """Run idle and active timers for every deadline up to `now` (packet time or wall clock)."""
+        self._now = now
+        wheel = self._wheel
+        due = sorted(second for second in wheel if second <= now)
+        budget = TIMER_WORK_PER_SECOND
+        for second in due:
+            bucket = wheel.pop(second)
+            if len(bucket) > budget:
+                # Bounded work per tick: the rest waits for the next second.
+                wheel.setdefault(int(now) + 1, []).extend(bucket[budget:])
+                bucket = bucket[:budget]
+            budget -= len(bucket)
+            for flow in bucket:
+                if flow.keys is not None and flow.deadline == second:
+                    self._check(flow, now)
+            if budget <= 0:
+                break
+        if self._fragment_pending:
+            stale = [k for k, v in self._fragment_pending.items() if v[0][0] + FRAGMENT_PENDING_SECONDS < now]
+            for key in stale:
+                self._orphan_fragments(key)
+
+    def _check(self, flow: Flow, now: float) -> None:
+        idle_deadline = flow.last + self._idle_timeout(flow)
+        if now >= idle_deadline:
+            self._end(flow, "flow_end")
+            return
+        if now >= flow.next_report:
+            self._hooks.flow_report(flow, "flow_update")
+            flow.next_report = now + self._cfg.active_timeout
+        self._schedule(flow, min(idle_deadline, flow.next_report))
+
+    def _end(self, flow: Flow, action: str) -> None:
+        keys = flow.keys
+        if keys is None:
+            return
+        table = self._fast_table(flow.proto) if isinstance(keys[0], bytes) else self._slow
+        for key in keys:  # type: ignore[union-attr]
+            table.pop(key, None)
+        flow.keys = None
+        self._active -= 1
+        self._hooks.flow_report(flow, action)
+
+    def _evict_one(self) -> None:
+        """Evict the longest-idle flow among those whose timers are due soonest."""
+        candidates: list[Flow] = []
+        for second in sorted(self._wheel):
+            for flow in self._wheel[second]:
+                if flow.keys is not None and flow.deadline == second:
+                    candidates.append(flow)
+                    if len(candidates) >= EVICTION_CANDIDATES:
+                        break
+            if len(candidates) >= EVICTION_CANDIDATES:
+                break
+        if not candidates:
+            return
+        victim = min(candidates, key=lambda f: f.last)
+        self.totals.evictions += 1
+        self._end(victim, "flow_end")
+
+    def flush(self) -> None:
+        """Report every open flow as ended (end of a replay, or shutdown)."""
+        if self._fragment_pending:
+            for key in list(self._fragment_pending):
+                self._orphan_fragments(key)
+        tables = (self._slow, self._fast_tcp, self._fast_udp)
+        open_flows = {side.flow for table in tables for side in table.values()}
+        for flow in sorted(open_flows, key=lambda f: f.first):
+            self._end(flow, "flow_end")
+        self._wheel.clear()
+
+    @property
+    def active_flows(self) -> int:
+        return self._active
