@@ -1,0 +1,232 @@
+"""Wires the stages: capture -> flows -> attribution -> enrichment -> classification -> policy -> sinks.
+
+The only module that knows every stage. Per packet nothing here runs except through the meter's
+slow-path hooks; attribution and geolocation happen once per flow, classification and policy once
+per report (the active timeout, and the end of the flow).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from egresswatch.capture import Batch, CaptureSource
+from egresswatch.capture.files import open_capture
+from egresswatch.classify import FlowFacts, classify
+from egresswatch.config import Config
+from egresswatch.decode.packet import Packet
+from egresswatch.devices import DeviceDirectory
+from egresswatch.flows import Flow, Meter
+from egresswatch.geo import Geo
+from egresswatch.inspection import Inspector
+from egresswatch.localnet import LocalNetworks
+from egresswatch.model import Device, FlowReport, Place, Totals, Verdict
+from egresswatch.policy import Policy
+from egresswatch.sinks import Sink
+
+TRANSPORTS = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp"}
+ALERT_MEMORY = 65536
+LOCAL_VERDICT = Verdict("local", None)
+
+
+class FlowContext:
+    """What the pipeline remembers per flow between reports."""
+
+    __slots__ = ("device", "device_is_a", "egress", "place", "reported")
+
+    def __init__(self, device: Device | None, device_is_a: bool, egress: bool, place: Place | None) -> None:
+        self.device = device
+        self.device_is_a = device_is_a
+        self.egress = egress
+        self.place = place
+        self.reported = (0, 0, 0, 0)
+        """(source bytes, destination bytes, source packets, destination packets) at the last report."""
+
+
+def _ip_text(packed: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+
+
+def _mac_text(mac: bytes | None) -> str | None:
+    return mac.hex(":") if mac else None
+
+
+class Pipeline:
+    def __init__(self, config: Config, sinks: Sequence[Sink], geo: Geo | None = None) -> None:
+        self.totals = Totals()
+        self._sinks = tuple(sinks)
+        self._alerted: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+        self._apply(config, geo or Geo(config.geoip))
+        self._inspector = Inspector()
+        self._meter = Meter(config.flows, self, self.totals)
+
+    def _apply(self, config: Config, geo: Geo) -> None:
+        self.config = config
+        self.geo = geo
+        self._local = LocalNetworks(config.local_networks)
+        self._devices = DeviceDirectory(config.devices, self._local)
+        self._policy = Policy(config.groups)
+
+    # ------------------------------------------------------------------ driving
+    def feed(self, batch: Batch) -> None:
+        self._meter.feed(batch)
+
+    def advance(self, now: float) -> None:
+        self._meter.advance(now)
+
+    def reload(self, config: Config, geo: Geo | None = None) -> None:
+        """Swap inventory, policy, timeouts and geolocation; open flows keep their attribution."""
+        self._apply(config, geo or self.geo)
+        self._meter.reconfigure(config.flows)
+
+    def finish(self) -> Totals:
+        self._meter.flush()
+        self.totals.active_flows = 0
+        for sink in self._sinks:
+            sink.close(self.totals)
+        return self.totals
+
+    # ------------------------------------------------------------------ flow hooks
+    def flow_started(self, flow: Flow, pkt: Packet) -> None:
+        lookup = self._devices.lookup
+        device = lookup(flow.a_mac, flow.a_ip)
+        device_is_a = True
+        if device is None:
+            device = lookup(flow.b_mac, flow.b_ip)
+            device_is_a = device is None
+        place = None
+        egress = False
+        if device is not None:
+            remote = flow.b_ip if device_is_a else flow.a_ip
+            egress = not self._local.is_local(remote)
+            if egress:
+                place = self.geo.locate(remote)
+        flow.ctx = FlowContext(device, device_is_a, egress, place)
+        if device is not None:
+            self._inspector.flow_started(flow, device_is_a, pkt)
+
+    def payload(self, flow: Flow, from_a: bool, pkt: Packet, buf: bytes, ts: float) -> None:
+        self._inspector.payload(flow, from_a, pkt, buf, ts)
+
+    def non_ip(self, pkt: Packet, buf: bytes, off: int, end: int, ts: float) -> None:
+        """ARP and other non-IP frames: counted as packets; bindings are learned here later."""
+
+    def flow_report(self, flow: Flow, action: str) -> None:
+        ctx: FlowContext = flow.ctx  # type: ignore[assignment]
+        if action == "flow_end":
+            self._inspector.flow_ended(flow)
+        report = self._report(flow, ctx, action)
+        for sink in self._sinks:
+            sink.flow(report)
+        verdict = report.verdict
+        if verdict is not None and verdict.verdict == "violation" and self._should_alert(report):
+            for sink in self._sinks:
+                sink.alert(report)
+
+    # ------------------------------------------------------------------ reports
+    def _report(self, flow: Flow, ctx: FlowContext, action: str) -> FlowReport:
+        src, dst = (flow.a, flow.b) if ctx.device_is_a else (flow.b, flow.a)
+        src_ip, dst_ip = (flow.a_ip, flow.b_ip) if ctx.device_is_a else (flow.b_ip, flow.a_ip)
+        src_port, dst_port = (flow.a_port, flow.b_port) if ctx.device_is_a else (flow.b_port, flow.a_port)
+        src_mac, dst_mac = (flow.a_mac, flow.b_mac) if ctx.device_is_a else (flow.b_mac, flow.a_mac)
+        before = ctx.reported
+        ctx.reported = (src.bytes, dst.bytes, src.packets, dst.packets)
+        start, end = flow.first, flow.last
+        transport = TRANSPORTS.get(flow.proto, str(flow.proto))
+        domain = flow.domain or self._inspector.name_for(src_ip, dst_ip, start)
+        if domain and not flow.domain:
+            flow.domain = domain
+        report = FlowReport(
+            action=action,
+            start=start,
+            end=end,
+            transport=transport,
+            ip_version=flow.ip_version,
+            vlan=flow.vlan,
+            src_ip=_ip_text(src_ip),
+            src_port=src_port,
+            src_mac=_mac_text(src_mac),
+            src_bytes=src.bytes,
+            src_packets=src.packets,
+            dst_ip=_ip_text(dst_ip),
+            dst_port=dst_port,
+            dst_mac=_mac_text(dst_mac),
+            dst_bytes=dst.bytes,
+            dst_packets=dst.packets,
+            tcp_flags=flow.tcp_flags,
+            delta_src_bytes=src.bytes - before[0],
+            delta_dst_bytes=dst.bytes - before[1],
+            delta_src_packets=src.packets - before[2],
+            delta_dst_packets=dst.packets - before[3],
+            device=ctx.device,
+            egress=ctx.egress,
+            place=ctx.place,
+            domain=domain,
+            first_report=before == (0, 0, 0, 0),
+        )
+        if ctx.device is not None:
+            facts = FlowFacts(
+                transport=transport,
+                src_port=src_port,
+                dst_port=dst_port,
+                up_bytes=src.bytes,
+                up_packets=src.packets,
+                down_bytes=dst.bytes,
+                down_packets=dst.packets,
+                duration=end - start,
+                app=flow.app,
+            )
+            report.category, report.category_reason = classify(facts, self.config.classify)
+            if ctx.egress and ctx.place is not None:
+                report.verdict = self._policy.judge(
+                    ctx.device.group, report.category, ctx.place, ipaddress.ip_address(dst_ip), domain
+                )
+            else:
+                report.verdict = LOCAL_VERDICT
+        return report
+
+    def _should_alert(self, report: FlowReport) -> bool:
+        """One alert per (device, destination, category) per de-duplication window."""
+        assert report.device is not None and report.category is not None
+        key = (report.device.name, report.dst_ip, report.category)
+        last = self._alerted.get(key)
+        if last is not None and report.end - last < self.config.alerts.dedup_seconds:
+            return False
+        self._alerted[key] = report.end
+        self._alerted.move_to_end(key)
+        if len(self._alerted) > ALERT_MEMORY:
+            self._alerted.popitem(last=False)
+        return True
+
+
+def open_all(paths: Sequence[str | Path]) -> list[CaptureSource]:
+    """Open every capture before reading any, so a bad path fails the run before it starts."""
+    return [open_capture(path) for path in paths]
+
+
+def replay(
+    paths: Sequence[str | Path],
+    config: Config,
+    sinks: Sequence[Sink],
+    progress: Callable[[int, int], None] | None = None,
+) -> Totals:
+    """Process capture files as fast as they can be read; returns the run's totals."""
+    sources = open_all(paths)
+    pipeline = Pipeline(config, sinks)
+    total = sum(source.size_bytes or 0 for source in sources)
+    done = 0
+    for source in sources:
+        for batch in source:
+            pipeline.feed(batch)
+            if progress is not None:
+                progress(done + source.position_bytes, total)
+        if source.truncated_at:
+            truncated = pipeline.totals.truncated_files
+            if truncated is None:
+                truncated = pipeline.totals.truncated_files = []
+            truncated.append(f"{source.name}: {source.truncated_at}")
+        done += source.size_bytes or 0
+    return pipeline.finish()
