@@ -4,8 +4,8 @@ On a camera VLAN most bytes are camera -> NVR video that never leaves the site. 
 kernel (before libpcap copies it to user space) is what lets one Python process keep up with a
 busy span port. The filter keeps:
 
-- traffic with an inventory MAC or IP, or a camera-vendor OUI on either end, unless both IP ends
-  are local (that is the camera -> NVR bulk);
+- traffic with an inventory IP (or the MAC of a device listed without one), or a camera-vendor OUI
+  on either end, unless both IP ends are local (that is the camera -> NVR bulk);
 - whatever attribution needs regardless of who sends it: DNS (names for destinations), DHCP and
   ARP/NDP (MAC <-> IP bindings), discovery protocols (finding uninventoried cameras);
 - tunnel encapsulations (GRE, which carries ERSPAN, and VXLAN), so an encapsulated mirror passes
@@ -20,11 +20,14 @@ auxiliary data, so both forms are needed there too.
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from egresswatch.config import Config
+import pcapy
+
+from egresswatch.config import Config, ConfigError, load_config
 
 DNS = "port 53"
 DHCP = "udp port 67 or udp port 68 or udp port 546 or udp port 547"
@@ -40,7 +43,7 @@ class FilterInputs:
     """What the filter is built from, already normalised; `build_filter` fills it from a Config."""
 
     macs: tuple[str, ...] = ()
-    """Inventory MACs, lower-case colon form."""
+    """MACs of inventory devices listed without an address, lower-case colon form."""
     networks: tuple[str, ...] = ()
     """Inventory IPs and CIDRs."""
     ouis: tuple[bytes, ...] = ()
@@ -50,9 +53,29 @@ class FilterInputs:
     extra: str = ""
 
 
+BPF_MAXINSNS = 4096
+"""The kernel's limit on a classic BPF program (include/uapi/linux/bpf_common.h)."""
+
+
 def build_filter(config: Config) -> str:
-    """The BPF expression for ``config``: what ``egresswatch bpf -c CONFIG`` prints."""
-    return filter_expression(inputs_from_config(config))
+    """The BPF expression for ``config``, compiled once here so that a bad ``capture.bpf_extra`` or an
+    inventory too large for the kernel is a config error (with its key) rather than a capture crash."""
+    expression = filter_expression(inputs_from_config(config))
+    try:
+        program = pcapy.compile(pcapy.DLT_EN10MB, config.capture.snaplen, expression, 1, 0)
+    except pcapy.PcapError as exc:
+        raise ConfigError("capture.bpf_extra", f"the capture filter does not compile: {exc}") from exc
+    size = len(program.get_bpf())
+    if size > BPF_MAXINSNS:
+        raise ConfigError("devices", f"the capture filter needs {size} BPF instructions, the kernel "
+                          f"takes {BPF_MAXINSNS}; list devices by cidr instead of one by one")
+    return expression
+
+
+def bpf_command(args: argparse.Namespace) -> int:
+    """``egresswatch bpf -c CONFIG``: print the generated filter (to paste into tcpdump, say)."""
+    print(build_filter(load_config(args.config)))
+    return 0
 
 
 def inputs_from_config(config: Config) -> FilterInputs:
@@ -67,7 +90,10 @@ def inputs_from_config(config: Config) -> FilterInputs:
     ouis: set[bytes] = set()
     for device in config.devices:
         if device.mac:
-            macs.append(device.mac)
+            # A listed address identifies the device more cheaply (addresses collapse into a few
+            # networks; every MAC costs ~16 instructions), so only address-less devices need their MAC.
+            if not device.ip and not device.cidr:
+                macs.append(device.mac)
             if device.vendor:
                 ouis.add(_mac_bytes(device.mac)[:3])
         if device.ip:
@@ -108,7 +134,11 @@ def filter_expression(inputs: FilterInputs) -> str:
         TUNNELS,
     )
     parts = [inputs.extra] if inputs.extra else []
-    parts += [core, f"vlan and ({core})"]
+    # The untagged form must not see a frame that still carries its tag (a file, or a mirror that
+    # keeps tags): its IP tests would read the tag as the ethertype, find no IP, and "not both
+    # local" would let the camera -> NVR bulk through. The kernel strips tags on live capture, so
+    # there the guard always passes and the untagged form sees the inner headers.
+    parts += [f"ether[12:2] != 0x8100 and ({core})", f"vlan and ({core})"]
     return _or(*parts)
 
 

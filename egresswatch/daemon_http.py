@@ -1,4 +1,5 @@
-"""The daemon's HTTP endpoint: ``/metrics`` and ``/healthz``, optional TLS and basic auth.
+"""The daemon's HTTP endpoint (``/metrics``, ``/healthz``, optional TLS and basic auth) and the
+collector that merges the metrics snapshots the worker processes send.
 
 It runs in one server thread of the parent process and only reads: the registry collects at
 scrape time, ``/healthz`` asks a callable. Basic-auth passwords are stored as SHA-256 hex digests
@@ -13,11 +14,17 @@ import hmac
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from egresswatch.sinks.metrics import metric_doc
 
 Health = Callable[[], tuple[bool, str]]
 """Returns (healthy, one line of text for the body)."""
@@ -106,3 +113,93 @@ def _handler(registry: CollectorRegistry, health: Health,
             """Scrapes every few seconds are not worth a log line each."""
 
     return Handler
+
+
+# --- metrics from worker processes ---------------------------------------------------------------
+
+Snapshot = list[tuple[str, str, str, list[tuple[str, dict[str, str], float]]]]
+"""(family name, type, help, [(sample name, labels, value)]) per family: picklable, no objects."""
+
+_MAX_GAUGE_SUFFIXES = ("_timestamp_seconds", "_info")
+"""Gauges that say "when" or "what version": the newest/the one value, never a sum."""
+_MIN_GAUGES = ("egresswatch_capture_up",)
+"""Up only if up in every worker: one worker's dead handle is a capture hole."""
+
+
+def snapshot(registry: CollectorRegistry) -> Snapshot:
+    """What a worker sends the parent once a second. ``_created`` samples are left out: creation
+    times of per-worker children do not add up to anything."""
+    return [
+        (family.name, family.type, family.documentation,
+         [(s.name, dict(s.labels), s.value) for s in family.samples if not s.name.endswith("_created")])
+        for family in registry.collect()
+    ]
+
+
+class WorkerMetrics(Collector):
+    """The sum of the latest snapshot of every worker, at scrape time. Exposition, two workers
+    having received 600 and 400 packets on eth1::
+
+        egresswatch_capture_received_packets_total{interface="eth1"} 1000.0
+        egresswatch_capture_up{interface="eth1"} 1.0
+    """
+
+    def __init__(self) -> None:
+        self._latest: dict[int, tuple[float, Snapshot]] = {}
+
+    def update(self, worker: int, data: Snapshot) -> None:
+        self._latest[worker] = (time.monotonic(), data)
+
+    def ages(self, now: float) -> dict[int, float]:
+        return {worker: now - at for worker, (at, _) in list(self._latest.items())}
+
+    def down_interfaces(self) -> set[str]:
+        down = set()
+        for family in self.collect():
+            if family.name == "egresswatch_capture_up":
+                down |= {s.labels["interface"] for s in family.samples if not s.value}
+        return down
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+        for _, data in list(self._latest.values()):
+            for name, kind, help_text, samples in data:
+                if name not in families:
+                    families[name] = Metric(name, help_text, kind)
+                    values[name] = {}
+                merged = values[name]
+                for sample_name, labels, value in samples:
+                    key = (sample_name, tuple(sorted(labels.items())))
+                    merged[key] = _combine(name, kind, merged.get(key), value)
+        for name, family in families.items():
+            for (sample_name, labels), value in values[name].items():
+                family.add_sample(sample_name, dict(labels), value)
+            yield family
+
+
+def _combine(name: str, kind: str, old: float | None, new: float) -> float:
+    if old is None:
+        return new
+    if kind == "gauge" and name.endswith(_MAX_GAUGE_SUFFIXES):
+        return max(old, new)
+    if name in _MIN_GAUGES:
+        return min(old, new)
+    return old + new
+
+
+def capture_families(stats: Mapping[str, tuple[bool, Any]]) -> list[Metric]:
+    """``capture_up``/``received``/``dropped`` families for {interface: (up, CaptureStats)}."""
+    up = GaugeMetricFamily("egresswatch_capture_up", metric_doc("egresswatch_capture_up").help,
+                           labels=("interface",))
+    received = CounterMetricFamily("egresswatch_capture_received_packets",
+                                   metric_doc("egresswatch_capture_received_packets_total").help,
+                                   labels=("interface",))
+    dropped = CounterMetricFamily("egresswatch_capture_dropped_packets",
+                                  metric_doc("egresswatch_capture_dropped_packets_total").help,
+                                  labels=("interface",))
+    for interface, (is_up, counts) in sorted(stats.items()):
+        up.add_metric([interface], 1 if is_up else 0)
+        received.add_metric([interface], counts.received)
+        dropped.add_metric([interface], counts.dropped)
+    return [up, received, dropped]
