@@ -87,7 +87,7 @@ def test_example_prometheus_config_is_valid_and_loads_the_rules() -> None:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     assert "egresswatch-rules.yml" in config["rule_files"]
     jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert "egresswatch" in jobs, "the down/absent rules expect job=\"egresswatch\""
+    assert "egresswatch" in jobs, 'the down/absent rules expect job="egresswatch"'
     result = _run(_tool("promtool"), "check", "config", PROMETHEUS_CONFIG.name, cwd=PROMETHEUS_CONFIG.parent)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -100,7 +100,12 @@ def test_alertmanager_config_is_valid() -> None:
 def test_alertmanager_routes_critical_and_warning_to_different_receivers() -> None:
     def receiver(labels: dict[str, str]) -> str:
         result = _run(
-            _tool("amtool"), "config", "routes", "test", "--config.file", ALERTMANAGER_CONFIG,
+            _tool("amtool"),
+            "config",
+            "routes",
+            "test",
+            "--config.file",
+            ALERTMANAGER_CONFIG,
             *(f"{key}={value}" for key, value in labels.items()),
         )
         assert result.returncode == 0, result.stdout + result.stderr

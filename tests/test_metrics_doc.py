@@ -20,8 +20,12 @@ def _doc_reference_rows() -> dict[str, tuple[str, tuple[str, ...], str, str]]:
             continue
         kind, labels, source, meaning = (cell.strip() for cell in match["rest"].split(" | "))
         assert match["name"] not in rows, f"{match['name']} documented twice"
-        rows[match["name"]] = (kind, tuple(label.strip("` ") for label in labels.split(",") if label), source,
-                               meaning)
+        rows[match["name"]] = (
+            kind,
+            tuple(label.strip("` ") for label in labels.split(",") if label),
+            source,
+            meaning,
+        )
     return rows
 
 
