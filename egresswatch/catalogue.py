@@ -1,0 +1,193 @@
+"""Camera-vendor cloud services: whose service a destination is, and where that company sits.
+
+A server's country says where the machine is; the catalogue says whose service it is and the
+operating company's home jurisdiction (Hik-Connect's EU servers sit in Frankfurt, the service
+is run from Hangzhou). The facts live in ``data/services.yaml``, each entry citing its source;
+this module only loads, validates and matches them.
+
+Matching: ``match_domain`` is a suffix match on whole labels (``hik-connect.com`` matches
+``api.hik-connect.com``, not ``nothik-connect.com``); a pattern may hold ``*`` / ``?`` globs
+within a label (``p2p*.reolink.com``); the most specific (longest) pattern wins.
+``match_payload`` compares a flow's first payload with the services' signature prefixes; a
+service that lists ``ports`` only counts signatures seen on those ports. Ports alone are never
+evidence: UDP 8800 or 9999 carry plenty of other traffic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from egresswatch.config import ConfigError
+
+DEFAULT_PATH = Path(__file__).parent / "data" / "services.yaml"
+
+_KEYS = {"name", "operator", "jurisdiction", "domains", "ports", "signatures", "source"}
+_REQUIRED = ("name", "operator", "jurisdiction", "source")
+_JURISDICTION = re.compile(r"[A-Z]{2}\Z")
+_PATTERN_LABEL = re.compile(r"[a-z0-9_*?]([a-z0-9_*?-]*[a-z0-9_*?])?\Z")
+_PORT = re.compile(r"(tcp|udp)/(\d{1,5})\Z")
+_HEX_PREFIX = "hex:"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A vendor cloud service, as events and policy see it."""
+
+    name: str
+    operator: str
+    """The company that runs the service."""
+    jurisdiction: str
+    """ISO 3166 alpha-2 code of the operator's home jurisdiction."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    service: Service
+    domains: tuple[str, ...]
+    ports: frozenset[tuple[str, int]]
+    signatures: tuple[bytes, ...]
+
+
+class Catalogue:
+    """Validated catalogue entries with domain and payload matchers."""
+
+    def __init__(self, entries: Sequence[_Entry]) -> None:
+        self._exact: dict[str, Service] = {}
+        self._globs: list[tuple[re.Pattern[str], int, Service]] = []
+        for entry in entries:
+            for pattern in entry.domains:
+                if "*" in pattern or "?" in pattern:
+                    self._globs.append((_glob_regex(pattern), len(pattern), entry.service))
+                else:
+                    self._exact[pattern] = entry.service
+        self._signed = [entry for entry in entries if entry.signatures]
+        self.services: tuple[Service, ...] = tuple(entry.service for entry in entries)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Catalogue:
+        """Read and validate a catalogue file (the packaged one by default).
+
+        Raises ``ConfigError`` naming the entry and key, e.g. ``services[3] (Reolink P2P).ports[0]``.
+        """
+        path = Path(path) if path is not None else DEFAULT_PATH
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(str(path), f"cannot read catalogue: {exc}") from exc
+        services = data.get("services") if isinstance(data, Mapping) and set(data) == {"services"} else None
+        if not isinstance(services, list):
+            raise ConfigError("services", "the file must hold one key, services, with a list")
+        entries = [_entry(raw, i) for i, raw in enumerate(services)]
+        seen: set[str] = set()
+        for i, entry in enumerate(entries):
+            if entry.service.name in seen:
+                raise ConfigError(f"services[{i}].name", f"duplicate service {entry.service.name!r}")
+            seen.add(entry.service.name)
+        return cls(entries)
+
+    def match_domain(self, name: str) -> Service | None:
+        """The service whose most specific domain pattern covers ``name``."""
+        name = name.lower().rstrip(".")
+        best: tuple[int, Service] | None = None
+        labels = name.split(".")
+        for i in range(len(labels)):
+            suffix = ".".join(labels[i:])
+            if suffix in self._exact:
+                best = (len(suffix), self._exact[suffix])
+                break
+        for regex, length, service in self._globs:
+            if (best is None or length > best[0]) and regex.fullmatch(name):
+                best = (length, service)
+        return best[1] if best else None
+
+    def match_payload(self, transport: str, port: int | None, payload: bytes) -> Service | None:
+        """The service one of whose signatures ``payload`` starts with, on an allowed port.
+
+        ``port`` is the remote (server) port; None for port-less transports.
+        """
+        for entry in self._signed:
+            if entry.ports and (transport, port) not in entry.ports:
+                continue
+            if payload.startswith(entry.signatures):
+                return entry.service
+        return None
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Globs stay inside one label; any labels may precede the pattern (suffix semantics)."""
+    body = "".join("[^.]*" if c == "*" else "[^.]" if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(rf"(?:.+\.)?{body}")
+
+
+def _entry(raw: Any, index: int) -> _Entry:
+    where = f"services[{index}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(where, "must be a mapping")
+    if isinstance(raw.get("name"), str):
+        where = f"{where} ({raw['name']})"
+    for key in raw:
+        if key not in _KEYS:
+            raise ConfigError(f"{where}.{key}", "unknown key")
+    for key in _REQUIRED:
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise ConfigError(f"{where}.{key}", "required, a non-empty string")
+    if not _JURISDICTION.match(raw["jurisdiction"]):
+        raise ConfigError(f"{where}.jurisdiction", "must be an ISO 3166 alpha-2 code such as CN")
+    domains = tuple(_domain(d, f"{where}.domains[{i}]") for i, d in enumerate(_list(raw, "domains", where)))
+    ports = frozenset(_port(p, f"{where}.ports[{i}]") for i, p in enumerate(_list(raw, "ports", where)))
+    signatures = tuple(
+        _signature(s, f"{where}.signatures[{i}]") for i, s in enumerate(_list(raw, "signatures", where))
+    )
+    if not domains and not signatures:
+        raise ConfigError(where, "needs domains or signatures: it could never match")
+    if ports and not signatures:
+        raise ConfigError(f"{where}.ports", "ports only narrow signatures; add signatures or drop ports")
+    service = Service(raw["name"].strip(), raw["operator"].strip(), raw["jurisdiction"])
+    return _Entry(service, domains, ports, signatures)
+
+
+def _list(raw: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}.{key}", "must be a list")
+    return value
+
+
+def _domain(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(where, "must be a string")
+    labels = value.split(".")
+    if value != value.lower() or len(labels) < 2 or not all(_PATTERN_LABEL.match(label) for label in labels):
+        raise ConfigError(where, f"{value!r} is not a lower-case domain suffix (globs * and ? allowed)")
+    return value
+
+
+def _port(value: Any, where: str) -> tuple[str, int]:
+    match = _PORT.match(value) if isinstance(value, str) else None
+    if not match or not 0 < int(match[2]) < 65536:
+        raise ConfigError(where, f"{value!r} is not transport/port such as udp/8800")
+    return match[1], int(match[2])
+
+
+def _signature(value: Any, where: str) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(where, "must be a non-empty string (text, or hex:... for bytes)")
+    if value.startswith(_HEX_PREFIX):
+        try:
+            prefix = bytes.fromhex(value[len(_HEX_PREFIX) :])
+        except ValueError:
+            raise ConfigError(where, f"{value!r} is not valid hex") from None
+    else:
+        try:
+            prefix = value.encode("ascii")
+        except UnicodeEncodeError:
+            raise ConfigError(where, "text signatures must be ASCII; use hex:... for bytes") from None
+    if len(prefix) < 4:
+        raise ConfigError(where, "at least 4 bytes: shorter prefixes match random traffic")
+    return prefix
