@@ -65,6 +65,30 @@ def vendor_of(mac: bytes) -> str | None:
     return vendor_slug(pymanuf.lookup(mac.hex(":")))
 
 
+def ouis_for(slug: str) -> tuple[bytes, ...]:
+    """Sorted 3-byte OUIs of a vendor's registry blocks, for capture filters (bpf.py).
+
+    A 28- or 36-bit block (MA-M, MA-S) is given as its 24-bit parent, which other companies
+    share: a superset is right for deciding what to capture, not for attribution (`vendor_of`).
+    """
+    return _vendor_ouis().get(slug, ())
+
+
+@functools.cache
+def _vendor_ouis() -> dict[str, tuple[bytes, ...]]:
+    """slug -> OUIs, from one pass over the registry file pymanuf ships (only bpf.py needs this)."""
+    text = importlib.resources.files("pymanuf").joinpath("manuf.txt").read_text("utf-8")
+    found: dict[str, set[bytes]] = {}
+    for line in text.splitlines():
+        fields = [field for field in line.split("\t") if field]
+        if len(fields) < 2 or line.startswith("#"):
+            continue
+        slug = vendor_slug(fields[-1])
+        if slug is not None:
+            found.setdefault(slug, set()).add(bytes.fromhex(fields[0][:8].replace(":", "")))
+    return {slug: tuple(sorted(ouis)) for slug, ouis in found.items()}
+
+
 class SiteNetworks(Protocol):
     """What the directory needs from the site's LocalNetworks (stages do not import each other)."""
 

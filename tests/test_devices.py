@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from egresswatch.config import DEFAULT_LOCAL_NETWORKS, DeviceSpec
-from egresswatch.devices import CAMERA_VENDORS, DeviceDirectory, vendor_of, vendor_slug
+from egresswatch.devices import CAMERA_VENDORS, DeviceDirectory, ouis_for, vendor_of, vendor_slug
 from egresswatch.localnet import LocalNetworks
 from egresswatch.model import Device
 
@@ -92,6 +92,17 @@ def test_every_name_pattern_matches_the_shipped_registry_and_nothing_else() -> N
         "Hangzhou Ezviz Software Co.,Ltd.",
     } <= matched["hikvision"]
     assert "Samsung Techwin Co.,Ltd" in matched["hanwha"]
+
+
+def test_ouis_for_capture_filters() -> None:
+    hikvision = ouis_for("hikvision")
+    assert bytes.fromhex("4419b6") in hikvision and bytes.fromhex("0ca64c") in hikvision  # incl. Ezviz
+    assert bytes.fromhex("3cef8c") in ouis_for("dahua")
+    assert all(vendor_of(oui + b"\x00\x00\x01") == "hikvision" for oui in hikvision)
+    assert bytes.fromhex("344663") in ouis_for("amcrest")  # parent of Amcrest's 28-bit block
+    assert vendor_of(bytes.fromhex("344663200001")) == "amcrest"
+    assert all(ouis_for(slug) for slug in CAMERA_VENDORS)
+    assert ouis_for("no-such-vendor") == ()
 
 
 def test_inventory_by_mac_wins_over_ip() -> None:
