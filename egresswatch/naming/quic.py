@@ -89,8 +89,9 @@ class QuicInitialReader:
     A post-quantum ClientHello no longer fits one 1200-byte datagram, and browsers scatter
     CRYPTO frames out of order, so fragments are kept by offset until the bytes from offset 0
     hold a server_name. ``feed`` returns the name, None (need more), or ``GIVE_UP`` (not a QUIC
-    Initial of a known version, or ``max_bytes`` of CRYPTO data without a name). Keys are
-    derived once, from the DCID of the first Initial, as the server does until a Retry.
+    Initial of a known version, or ``max_bytes`` of CRYPTO data without a name). Keys come
+    from the DCID of the first Initial and are kept once they open a packet, as the server keeps
+    them until a Retry.
     """
 
     __slots__ = ("_fragments", "_held", "_keys", "_result", "max_bytes")
@@ -155,23 +156,11 @@ class QuicInitialReader:
             raise ValueError("packet longer than datagram")
         if not is_initial:
             return end, None
-        if self._keys is None:
-            self._keys = InitialKeys(bytes(dcid), version)
-        return end, self._unprotect(data, start, pn_off, end)
-
-    def _unprotect(self, data: bytes, start: int, pn_off: int, end: int) -> bytes | None:
-        sample = data[pn_off + 4 : pn_off + 4 + _SAMPLE]
-        if len(sample) < _SAMPLE or pn_off + 4 + _TAG > end:
-            return None
-        assert self._keys is not None
-        mask = self._keys.mask(sample)
-        first = data[start] ^ (mask[0] & 0x0F)
-        pn_len = (first & 0x03) + 1
-        pn_bytes = bytes(b ^ m for b, m in zip(data[pn_off : pn_off + pn_len], mask[1:], strict=False))
-        header = bytes([first]) + data[start + 1 : pn_off] + pn_bytes
-        # The truncated packet number is the full one for a connection's first packets, which
-        # are the only ones that carry the ClientHello (RFC 9000 §17.1 decoding needs no state).
-        return self._keys.open(int.from_bytes(pn_bytes, "big"), header, data[pn_off + pn_len : end])
+        keys = self._keys or InitialKeys(bytes(dcid), version)
+        payload = _unprotect(keys, data, start, pn_off, end)
+        if payload is not None:
+            self._keys = keys  # keep only keys that opened a packet: garbage cannot pin wrong ones
+        return end, payload
 
     def _read_frames(self, payload: bytes) -> None:
         off = 0
@@ -218,6 +207,21 @@ class QuicInitialReader:
         self._result = result
         self._fragments = {}
         return result
+
+
+def _unprotect(keys: InitialKeys, data: bytes, start: int, pn_off: int, end: int) -> bytes | None:
+    """Remove header protection and open the payload of the packet at ``start``."""
+    sample = data[pn_off + 4 : pn_off + 4 + _SAMPLE]
+    if len(sample) < _SAMPLE or pn_off + 4 + _TAG > end:
+        return None
+    mask = keys.mask(sample)
+    first = data[start] ^ (mask[0] & 0x0F)
+    pn_len = (first & 0x03) + 1
+    pn_bytes = bytes(b ^ m for b, m in zip(data[pn_off : pn_off + pn_len], mask[1:], strict=False))
+    header = bytes([first]) + data[start + 1 : pn_off] + pn_bytes
+    # The truncated packet number is the full one for a connection's first packets, which
+    # are the only ones that carry the ClientHello (RFC 9000 §17.1 decoding needs no state).
+    return keys.open(int.from_bytes(pn_bytes, "big"), header, data[pn_off + pn_len : end])
 
 
 def _complete(hello: bytes) -> bool:
