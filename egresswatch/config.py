@@ -396,6 +396,8 @@ def _groups(data: object, key: str) -> Mapping[str, GroupSpec]:
 
 def _codes(value: object, key: str) -> frozenset[str]:
     def code(item: object, ikey: str) -> str:
+        if isinstance(item, bool):  # YAML 1.1 reads an unquoted NO (Norway) as false
+            raise ConfigError(ikey, f'{item!r} is a YAML boolean; quote country codes, e.g. "NO"')
         if not isinstance(item, str) or not _COUNTRY_RE.fullmatch(item):
             raise ConfigError(ikey, f"{item!r} is not an ISO 3166 alpha-2 code (two upper-case letters)")
         return item

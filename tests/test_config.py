@@ -342,6 +342,17 @@ def test_bad_values_name_their_key(data: dict, key: str, reason_part: str) -> No
     assert str(err) == f"{key}: {err.reason}"
 
 
+def test_unquoted_norway_gets_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "norway.yaml"
+    path.write_text("groups:\n  c:\n    allow:\n      - countries: [SE, NO]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == "groups.c.allow[0].countries[1]"
+    assert 'quote country codes, e.g. "NO"' in info.value.reason
+    path.write_text('groups:\n  c:\n    allow:\n      - countries: [SE, "NO"]\n')
+    assert load_config(path).groups["c"].allow[0].countries == frozenset({"SE", "NO"})
+
+
 def test_listen_accepts_bracketed_ipv6() -> None:
     metrics = parse({"metrics": {"listen": "[::1]:9000"}}).metrics
     assert (metrics.listen_host, metrics.listen_port) == ("::1", 9000)
