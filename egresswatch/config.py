@@ -313,6 +313,8 @@ def normalise_mac(text: str) -> str | None:
 
 
 def _mac(value: object, key: str) -> str:
+    if isinstance(value, int):  # YAML 1.1 reads unquoted 10:20:30:40:50:12 as a base-60 number
+        raise ConfigError(key, f"YAML read this MAC as the number {value}; quote MAC addresses")
     mac = normalise_mac(_string(value, key))
     if mac is None:
         raise ConfigError(key, f"{value!r} is not a MAC address (expected e.g. 44:19:b6:00:00:11)")
@@ -323,9 +325,11 @@ def _mac(value: object, key: str) -> str:
 
 def _ip(value: object, key: str) -> str:
     try:
-        return str(ipaddress.ip_address(_string(value, key)))
+        address = ipaddress.ip_address(_string(value, key))
     except ValueError as exc:
         raise ConfigError(key, f"not an IP address: {exc}") from exc
+    # IPv4-mapped IPv6 is the IPv4 host: every stage judges it as such
+    return str(getattr(address, "ipv4_mapped", None) or address)
 
 
 def _cidr(value: object, key: str) -> str:

@@ -353,6 +353,19 @@ def test_unquoted_norway_gets_a_hint(tmp_path: Path) -> None:
     assert load_config(path).groups["c"].allow[0].countries == frozenset({"SE", "NO"})
 
 
+def test_unquoted_mac_that_yaml_reads_as_a_number(tmp_path: Path) -> None:
+    path = tmp_path / "mac.yaml"
+    path.write_text("devices:\n  - name: cam\n    mac: 10:20:30:40:50:12\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == "devices[0].mac"
+    assert "quote MAC addresses" in info.value.reason
+
+
+def test_ipv4_mapped_device_address_is_stored_as_ipv4() -> None:
+    assert parse({"devices": [{"name": "cam", "ip": "::ffff:10.0.0.7"}]}).devices[0].ip == "10.0.0.7"
+
+
 def test_listen_accepts_bracketed_ipv6() -> None:
     metrics = parse({"metrics": {"listen": "[::1]:9000"}}).metrics
     assert (metrics.listen_host, metrics.listen_port) == ("::1", 9000)
