@@ -26,18 +26,22 @@ from egresswatch.localnet import LocalNetworks
 from egresswatch.model import Device, FlowReport, Place, Totals, Verdict
 from egresswatch.policy import Policy
 from egresswatch.sinks import Sink
+from egresswatch.workers import address_share, replay_parallel
 
 TRANSPORTS = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp"}
 ALERT_MEMORY = 65536
 LOCAL_VERDICT = Verdict("local", None)
+DNS_PORT = 53
 
 
 class FlowContext:
     """What the pipeline remembers per flow between reports."""
 
-    __slots__ = ("device", "device_is_a", "egress", "place", "reported")
+    __slots__ = ("device", "device_is_a", "egress", "place", "reported", "shadow")
 
     def __init__(self, device: Device | None, device_is_a: bool, egress: bool, place: Place | None) -> None:
+        self.shadow = False
+        """A DNS flow another worker owns: learn names from it, report nothing (see workers.py)."""
         self.device = device
         self.device_is_a = device_is_a
         self.egress = egress
@@ -55,8 +59,15 @@ def _mac_text(mac: bytes | None) -> str | None:
 
 
 class Pipeline:
-    def __init__(self, config: Config, sinks: Sequence[Sink], geo: Geo | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sinks: Sequence[Sink],
+        geo: Geo | None = None,
+        share: tuple[int, int] | None = None,
+    ) -> None:
         self.totals = Totals()
+        self._share = share
         self._sinks = tuple(sinks)
         self._alerted: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         self._apply(config, geo or Geo(config.geoip))
@@ -104,7 +115,10 @@ class Pipeline:
             egress = not self._local.is_local(remote)
             if egress:
                 place = self.geo.locate(remote)
-        flow.ctx = FlowContext(device, device_is_a, egress, place)
+        ctx = flow.ctx = FlowContext(device, device_is_a, egress, place)
+        if self._share is not None and DNS_PORT in (flow.a_port, flow.b_port):
+            worker, workers = self._share
+            ctx.shadow = address_share(flow.a_ip, flow.b_ip, workers) != worker
         if device is not None:
             self._inspector.flow_started(flow, device_is_a, pkt)
 
@@ -118,6 +132,10 @@ class Pipeline:
         ctx: FlowContext = flow.ctx  # type: ignore[assignment]
         if action == "flow_end":
             self._inspector.flow_ended(flow)
+        if ctx.shadow:
+            if action == "flow_end":
+                self._forget(flow)
+            return
         report = self._report(flow, ctx, action)
         for sink in self._sinks:
             sink.flow(report)
@@ -125,6 +143,12 @@ class Pipeline:
         if verdict is not None and verdict.verdict == "violation" and self._should_alert(report):
             for sink in self._sinks:
                 sink.alert(report)
+
+    def _forget(self, flow: Flow) -> None:
+        """Take a shadow flow back out of the totals: its owner worker counts it."""
+        self.totals.packets -= flow.a.packets + flow.b.packets
+        self.totals.ip_bytes -= flow.a.bytes + flow.b.bytes
+        self.totals.flows -= 1
 
     # ------------------------------------------------------------------ reports
     def _report(self, flow: Flow, ctx: FlowContext, action: str) -> FlowReport:
@@ -212,8 +236,11 @@ def replay(
     config: Config,
     sinks: Sequence[Sink],
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> Totals:
     """Process capture files as fast as they can be read; returns the run's totals."""
+    if workers > 1:
+        return replay_parallel(paths, config, sinks, workers)
     sources = open_all(paths)
     pipeline = Pipeline(config, sinks)
     total = sum(source.size_bytes or 0 for source in sources)

@@ -1,0 +1,111 @@
+"""`replay --workers N`: N processes, each running the whole pipeline on its share of every file.
+
+libpcap applies a BPF filter per worker, in C, that keeps the packets whose address pair hashes
+to that worker; the hash is the 32-bit sum of the address words, which is the same in both
+directions, so a flow always lands on one worker. Frames that are not IP (and QinQ stacks, which
+one BPF `vlan` cannot look through) all go to worker 0. Every worker also sees all DNS so the
+names it learns cover the flows it owns; it reports only the DNS flows it owns.
+
+Workers send their reports back to the parent, which feeds the sinks in report-time order, so the
+sinks are the same single-process code as for one worker.
+"""
+
+from __future__ import annotations
+
+import heapq
+import multiprocessing
+from collections.abc import Sequence
+from pathlib import Path
+
+from egresswatch.capture import CaptureError
+from egresswatch.capture.files import PcapSource, open_capture
+from egresswatch.config import Config
+from egresswatch.model import FlowReport, Totals
+
+SUM4 = "ip[12:4] + ip[16:4]"
+SUM6 = " + ".join(f"ip6[{offset}:4]" for offset in range(8, 40, 4))
+TAGS = "ether proto 0x8100 or ether proto 0x88a8 or ether proto 0x9100"
+DNS = "udp port 53 or tcp port 53"
+
+
+def share_filter(worker: int, workers: int) -> str:
+    """The BPF expression selecting worker `worker`'s share of the traffic (plus all DNS)."""
+    mine = f"(ip and ({SUM4}) % {workers} = {worker}) or (ip6 and ({SUM6}) % {workers} = {worker}) or {DNS}"
+    if worker == 0:
+        untagged = f"{mine} or (not ip and not ip6 and not ({TAGS}))"
+        tagged = f"{mine} or (not ip and not ip6)"
+    else:
+        untagged = tagged = mine
+    # `vlan` shifts every later offset, so the untagged alternatives come first.
+    return f"({untagged}) or (vlan and ({tagged}))"
+
+
+def address_share(a: bytes, b: bytes, workers: int) -> int:
+    """The worker that owns the address pair (a, b): the same sum the BPF filter computes."""
+    total = sum(int.from_bytes(x[i : i + 4], "big") for x in (a, b) for i in range(0, len(x), 4))
+    return (total & 0xFFFFFFFF) % workers
+
+
+class _Collector:
+    """A sink that keeps (kind, report) pairs for the parent."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[float, int, str, FlowReport]] = []
+
+    def flow(self, report: FlowReport) -> None:
+        self.items.append((report.end, len(self.items), "flow", report))
+
+    def alert(self, report: FlowReport) -> None:
+        self.items.append((report.end, len(self.items), "alert", report))
+
+    def close(self, totals: Totals) -> None:
+        pass
+
+
+def _work(args: tuple[list[str], Config, int, int]) -> tuple[list, Totals]:
+    from egresswatch.pipeline import Pipeline
+
+    paths, config, worker, workers = args
+    collector = _Collector()
+    pipeline = Pipeline(config, [collector], share=(worker, workers))
+    expr = share_filter(worker, workers)
+    for path in paths:
+        source = open_capture(path, bpf=expr)
+        for batch in source:
+            pipeline.feed(batch)
+    totals = pipeline.finish()
+    return collector.items, totals
+
+
+def replay_parallel(paths: Sequence[str | Path], config: Config, sinks: Sequence, workers: int) -> Totals:
+    sources = [open_capture(path) for path in paths]
+    for source in sources:
+        if not isinstance(source, PcapSource):
+            raise CaptureError(source.name, "--workers needs classic pcap files (libpcap splits them)")
+    names = [source.name for source in sources]
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers) as pool:
+        results = pool.map(_work, [(names, config, k, workers) for k in range(workers)])
+    totals = Totals()
+    for _, part in results:
+        _add_totals(totals, part)
+    streams = [items for items, _ in results]
+    for _end, _seq, kind, report in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
+        for sink in sinks:
+            (sink.flow if kind == "flow" else sink.alert)(report)
+    for sink in sinks:
+        sink.close(totals)
+    return totals
+
+
+def _add_totals(total: Totals, part: Totals) -> None:
+    total.packets += part.packets
+    total.ip_bytes += part.ip_bytes
+    total.flows += part.flows
+    total.evictions += part.evictions
+    for name, count in (part.decode_errors or {}).items():
+        errors = total.decode_errors if total.decode_errors is not None else {}
+        errors[name] = errors.get(name, 0) + count
+        total.decode_errors = errors
+    if part.truncated_files:
+        total.truncated_files = sorted(set((total.truncated_files or []) + part.truncated_files))
