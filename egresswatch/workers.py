@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import multiprocessing
 from collections.abc import Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from egresswatch.capture import CaptureError
@@ -62,19 +63,18 @@ class _Collector:
         pass
 
 
-def _work(args: tuple[list[str], Config, int, int]) -> tuple[list, Totals]:
+def _work(conn: Connection, paths: list[str], config: Config, worker: int, workers: int) -> None:
     from egresswatch.pipeline import Pipeline
 
-    paths, config, worker, workers = args
     collector = _Collector()
     pipeline = Pipeline(config, [collector], share=(worker, workers))
     expr = share_filter(worker, workers)
     for path in paths:
-        source = open_capture(path, bpf=expr)
-        for batch in source:
+        for batch in open_capture(path, bpf=expr):
             pipeline.feed(batch)
     totals = pipeline.finish()
-    return collector.items, totals
+    conn.send((collector.items, totals))
+    conn.close()
 
 
 def replay_parallel(paths: Sequence[str | Path], config: Config, sinks: Sequence, workers: int) -> Totals:
@@ -83,9 +83,23 @@ def replay_parallel(paths: Sequence[str | Path], config: Config, sinks: Sequence
         if not isinstance(source, PcapSource):
             raise CaptureError(source.name, "--workers needs classic pcap files (libpcap splits them)")
     names = [source.name for source in sources]
+    # fork: the workers inherit the config as it is (nothing to pickle on the way in).
     context = multiprocessing.get_context("fork")
-    with context.Pool(workers) as pool:
-        results = pool.map(_work, [(names, config, k, workers) for k in range(workers)])
+    results = []
+    processes = []
+    for worker in range(workers):
+        parent_end, child_end = context.Pipe(duplex=False)
+        process = context.Process(target=_work, args=(child_end, names, config, worker, workers))
+        process.start()
+        child_end.close()
+        processes.append((process, parent_end))
+    for process, conn in processes:
+        try:
+            results.append(conn.recv())
+        except EOFError:
+            process.join()
+            raise RuntimeError(f"replay worker {process.name} died: exit code {process.exitcode}") from None
+        process.join()
     totals = Totals()
     for _, part in results:
         _add_totals(totals, part)
