@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import pcapy
 
 from egresswatch.config import Config, ConfigError, load_config
+from egresswatch.devices import CAMERA_VENDORS, ouis_for, vendor_of
 
 DNS = "port 53"
 DHCP = "udp port 67 or udp port 68 or udp port 546 or udp port 547"
@@ -55,6 +56,10 @@ class FilterInputs:
 
 BPF_MAXINSNS = 4096
 """The kernel's limit on a classic BPF program (include/uapi/linux/bpf_common.h)."""
+BPF_BUDGET = BPF_MAXINSNS // 2
+"""What we allow the offline-compiled program. On a live Linux socket libpcap compiles ``vlan``
+into auxiliary-data checks and the program grows: one of 3534 instructions offline was refused
+by the kernel live, and libpcap then filters in user space without a word."""
 
 
 def build_filter(config: Config) -> str:
@@ -66,9 +71,9 @@ def build_filter(config: Config) -> str:
     except pcapy.PcapError as exc:
         raise ConfigError("capture.bpf_extra", f"the capture filter does not compile: {exc}") from exc
     size = len(program.get_bpf())
-    if size > BPF_MAXINSNS:
-        raise ConfigError("devices", f"the capture filter needs {size} BPF instructions, the kernel "
-                          f"takes {BPF_MAXINSNS}; list devices by cidr instead of one by one")
+    if size > BPF_BUDGET:
+        raise ConfigError("devices", f"the capture filter needs {size} BPF instructions, more than the "
+                          f"{BPF_BUDGET} that fit a live socket; list devices by ip or cidr, not by mac only")
     return expression
 
 
@@ -79,28 +84,30 @@ def bpf_command(args: argparse.Namespace) -> int:
 
 
 def inputs_from_config(config: Config) -> FilterInputs:
-    """Collect MACs, addresses and vendor OUIs from the inventory.
+    """Collect addresses, address-less MACs and camera-vendor OUIs from the inventory.
 
-    Vendor OUIs come from every known camera vendor (``egresswatch.devices``) and from the MACs of
-    inventory devices that name a vendor, so a second camera of the same make is kept before
-    anyone lists it.
+    OUIs are those of the camera vendors the site has: every vendor named by an inventory device or
+    recognised from an inventory MAC. A second camera of the same make is then kept before anyone
+    lists it. Not every known camera vendor: 435 OUIs, tested on both ends and behind ``vlan``,
+    make a program the kernel refuses, and libpcap then silently filters in user space.
     """
     macs: list[str] = []
     networks: list[str] = []
-    ouis: set[bytes] = set()
+    vendors: set[str] = set()
     for device in config.devices:
+        if device.vendor:
+            vendors.add(device.vendor)
         if device.mac:
+            vendors.add(vendor_of(_mac_bytes(device.mac)) or "")
             # A listed address identifies the device more cheaply (addresses collapse into a few
             # networks; every MAC costs ~16 instructions), so only address-less devices need their MAC.
             if not device.ip and not device.cidr:
                 macs.append(device.mac)
-            if device.vendor:
-                ouis.add(_mac_bytes(device.mac)[:3])
         if device.ip:
             networks.append(str(device.ip))
         if device.cidr:
             networks.append(str(device.cidr))
-    ouis.update(camera_vendor_ouis())
+    ouis = {oui for slug in vendors & CAMERA_VENDORS for oui in ouis_for(slug)}
     return FilterInputs(
         macs=tuple(macs),
         networks=tuple(networks),
@@ -108,18 +115,6 @@ def inputs_from_config(config: Config) -> FilterInputs:
         local=tuple(str(net) for net in config.local_networks),
         extra=config.capture.bpf_extra.strip(),
     )
-
-
-def camera_vendor_ouis() -> list[bytes]:
-    """Every OUI of every camera vendor ``egresswatch.devices`` knows.
-
-    Until ``devices.ouis_for`` exists the inventory's own camera/NVR MACs are the only OUI source.
-    """
-    try:
-        from egresswatch.devices import CAMERA_VENDORS, ouis_for  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    return [oui for slug in CAMERA_VENDORS for oui in ouis_for(slug)]
 
 
 def filter_expression(inputs: FilterInputs) -> str:

@@ -9,7 +9,7 @@ import dpkt
 import pcapy
 import pytest
 
-from egresswatch.bpf import BPF_MAXINSNS, bpf_command, build_filter
+from egresswatch.bpf import BPF_BUDGET, bpf_command, build_filter
 from egresswatch.config import Config, ConfigError, parse_config
 
 CAMERA_MAC = bytes.fromhex("4419b6000011")  # Hikvision OUI, in the inventory
@@ -150,7 +150,7 @@ def test_large_inventory_fits_the_kernel_limit() -> None:
                 "ip": f"10.40.{i >> 8}.{i & 0xFF}"} for i in range(300)]
     cfg = parse_config({"devices": devices}, Path("."))
     size = len(pcapy.compile(pcapy.DLT_EN10MB, 65535, build_filter(cfg), 1, 0).get_bpf())
-    assert size <= BPF_MAXINSNS
+    assert size <= BPF_BUDGET
     # The 300 addresses collapse into a few networks, so the last camera is still kept.
     last = frame(bytes.fromhex("020000000200"), GATEWAY_MAC, tcp("10.40.1.43", "203.0.113.5", 1, 2))
     assert kept(program(cfg), last)
