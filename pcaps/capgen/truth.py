@@ -1,0 +1,234 @@
+"""Ground truth: what ``egresswatch replay --summary-json`` must print for a capture.
+
+Computed from the generator's own record of every frame (``Record.info``) and config/demo.yaml,
+following the semantics in pcaps/README.md. The generator refuses scenarios whose truth would
+depend on a detail the contract leaves open (a flow idling out, a flow close to the video
+thresholds, a name that could come from two places), so the truth never guesses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from capgen.capture import IpInfo, Record
+
+DEFAULT_LOCAL = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "127.0.0.0/8",
+    "224.0.0.0/4",
+    "255.255.255.255/32",
+    "fc00::/7",
+    "fe80::/10",
+    "::1/128",
+    "ff00::/8",
+)
+CAMERA_OUIS = {"44:19:b6": "hikvision", "3c:ef:8c": "dahua"}
+FOOTAGE_PORTS = frozenset({554, 8554, 1935})
+INFRASTRUCTURE_PORTS = frozenset({53, 123, 67, 68})
+TCP, UDP = 6, 17
+IDLE_SECONDS = {TCP: 300, UDP: 60}
+OTHER_IDLE_SECONDS = 60
+TCP_CLOSED_SECONDS = 5
+ACTIVE_TIMEOUT = 60
+MARGIN = 5  # seconds kept clear of every timeout
+FIN = 0x01
+
+
+@dataclass
+class Side:
+    ip: str
+    port: int | None
+    macs: set[str] = field(default_factory=set)
+    packets: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class Flow:
+    a: Side
+    b: Side
+    proto: int
+    first: int
+    last: int
+    sni: str | None = None
+    dns_names: dict[str, str] = field(default_factory=dict)
+    """Names that DNS answers gave each end's address before the flow started."""
+    fins: set[str] = field(default_factory=set)
+    closed_at: int | None = None
+
+    def side(self, ip: str, port: int | None) -> Side:
+        return self.a if (self.a.ip, self.a.port) == (ip, port) else self.b
+
+
+class Truth:
+    """Replays the recorded frames through the contract's flow, device and policy rules."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        nets = (config.get("networks") or {}).get("local") or DEFAULT_LOCAL
+        self.local = [ipaddress.ip_network(n) for n in nets]
+        self.inventory = config.get("devices") or []
+        self.groups = config.get("groups") or {}
+
+    # -- flows ---------------------------------------------------------------------------------
+    def flows(self, records: list[Record]) -> list[Flow]:
+        table: dict[tuple[Any, ...], Flow] = {}
+        dns: dict[str, str] = {}
+        for rec in records:
+            info = rec.info
+            if info is None:
+                continue
+            key = (info.vlan, info.proto, frozenset({(info.src, info.sport), (info.dst, info.dport)}))
+            flow = table.get(key)
+            if flow is None:
+                flow = Flow(
+                    Side(info.src, info.sport),
+                    Side(info.dst, info.dport),
+                    info.proto,
+                    rec.ts_us,
+                    rec.ts_us,
+                    dns_names={ip: dns[ip] for ip in (info.src, info.dst) if ip in dns},
+                )
+                table[key] = flow
+            else:
+                self._check_alive(flow, rec.ts_us, info)
+            self._count(flow, rec.ts_us, info)
+            for name, address in info.dns_answers:
+                dns[str(ipaddress.ip_address(address))] = name
+        return list(table.values())
+
+    @staticmethod
+    def _check_alive(flow: Flow, ts: int, info: IpInfo) -> None:
+        idle = IDLE_SECONDS.get(flow.proto, OTHER_IDLE_SECONDS)
+        if ts - flow.last > (idle - MARGIN) * 1_000_000:
+            raise ValueError(f"flow {info.src}->{info.dst} would idle out before {ts}")
+        if flow.closed_at is not None and ts - flow.closed_at > (TCP_CLOSED_SECONDS - MARGIN / 2) * 1_000_000:
+            raise ValueError(f"TCP flow {info.src}->{info.dst} gets a packet after it closed")
+
+    @staticmethod
+    def _count(flow: Flow, ts: int, info: IpInfo) -> None:
+        sender = flow.side(info.src, info.sport)
+        receiver = flow.b if sender is flow.a else flow.a
+        sender.packets += 1
+        sender.bytes += info.ip_bytes
+        if info.src_mac:
+            sender.macs.add(info.src_mac)
+        if info.dst_mac:
+            receiver.macs.add(info.dst_mac)
+        flow.last = ts
+        if info.sni:
+            if flow.sni not in (None, info.sni):
+                raise ValueError("two SNIs in one flow")
+            flow.sni = info.sni
+        if info.tcp_flags & FIN:
+            flow.fins.add(info.src)
+            if len(flow.fins) == 2:
+                flow.closed_at = ts
+
+    # -- devices -------------------------------------------------------------------------------
+    def is_local(self, ip: str) -> bool:
+        address = ipaddress.ip_address(ip)
+        return any(address in net for net in self.local)
+
+    def device(self, side: Side) -> dict[str, Any] | None:
+        """Inventory by MAC, then by IP/CIDR, then discovery of a local host with a camera OUI."""
+        if len(side.macs) > 1:
+            raise ValueError(f"{side.ip} shows two MACs on one side of a flow: {sorted(side.macs)}")
+        mac = next(iter(side.macs), None)
+        address = ipaddress.ip_address(side.ip)
+        by_mac = [d for d in self.inventory if mac and d.get("mac", "").lower() == mac]
+        by_ip = [
+            d
+            for d in self.inventory
+            if ("ip" in d and ipaddress.ip_address(d["ip"]) == address)
+            or ("cidr" in d and address in ipaddress.ip_network(d["cidr"]))
+        ]
+        for entry in by_mac or by_ip:
+            return self.inventory_device(entry)
+        if mac and self.is_local(side.ip) and mac[:8] in CAMERA_OUIS:
+            slug = CAMERA_OUIS[mac[:8]]
+            return {
+                "name": f"{slug}-{mac.replace(':', '')}",
+                "group": "unassigned",
+                "vendor": slug,
+                "role": "camera",
+            }
+        return None
+
+    @staticmethod
+    def inventory_device(entry: dict[str, Any]) -> dict[str, Any]:
+        vendor = entry.get("vendor") or CAMERA_OUIS.get(entry.get("mac", "").lower()[:8])
+        return {
+            "name": entry["name"],
+            "group": entry.get("group", "default"),
+            "vendor": vendor,
+            "role": entry.get("role", "camera"),
+        }
+
+    # -- classification and policy -------------------------------------------------------------
+    @staticmethod
+    def category(flow: Flow, src: Side, dst: Side) -> str:
+        ported = flow.proto in (TCP, UDP)
+        if ported and src.port in FOOTAGE_PORTS | INFRASTRUCTURE_PORTS:
+            raise ValueError(f"device port {src.port} would make the category depend on direction")
+        if ported and dst.port in FOOTAGE_PORTS:
+            return "footage"
+        video = video_shaped(flow, src, dst)
+        if ported and dst.port in INFRASTRUCTURE_PORTS:
+            if video:
+                raise ValueError("an infrastructure port carrying video-shaped traffic is ambiguous")
+            return "infrastructure"
+        return "footage" if video else "telemetry"
+
+    def verdict(
+        self, group: str, category: str, ip: str, country: str, asn: int | None, domain: str | None
+    ) -> str:
+        for rule in (self.groups.get(group) or {}).get("allow") or []:
+            if rule_matches(rule, category, ip, country, asn, domain):
+                return "allowed"
+        return "violation"
+
+
+def video_shaped(flow: Flow, src: Side, dst: Side) -> bool:
+    """The contract's footage-by-volume test, refusing flows near any threshold."""
+    duration = (flow.last - flow.first) / 1_000_000
+    kbps = src.bytes * 8 / duration / 1000 if duration else 0.0
+    mean = src.bytes / src.packets if src.packets else 0.0
+    clearly = duration >= 12 and kbps >= 300 and src.bytes >= 5 * dst.bytes and mean >= 600
+    clearly_not = duration < 8 or kbps < 200 or src.bytes < 3 * dst.bytes or mean < 400
+    if clearly == clearly_not:
+        raise ValueError(f"flow {src.ip}->{dst.ip} is too close to the video thresholds")
+    if duration > ACTIVE_TIMEOUT - MARGIN:
+        # An interim report would judge a prefix of the flow; keep shape-classified flows short.
+        raise ValueError(f"flow {src.ip}->{dst.ip} is classified by shape but outlives the active timeout")
+    return clearly
+
+
+def rule_matches(
+    rule: dict[str, Any], category: str, ip: str, country: str, asn: int | None, domain: str | None
+) -> bool:
+    """A rule ANDs the matchers it has; domains match as dot-bounded suffixes."""
+    if "categories" in rule and category not in rule["categories"]:
+        return False
+    if "countries" in rule and country not in rule["countries"]:
+        return False
+    if "asns" in rule and asn not in rule["asns"]:
+        return False
+    address = ipaddress.ip_address(ip)
+    if "networks" in rule and not any(address in ipaddress.ip_network(n) for n in rule["networks"]):
+        return False
+    return "domains" not in rule or (
+        domain is not None and any(domain == d or domain.endswith("." + d) for d in rule["domains"])
+    )
+
+
+def iso(ts_us: int) -> str:
+    sec, usec = divmod(ts_us, 1_000_000)
+    return datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{usec:06d}Z"
