@@ -42,7 +42,8 @@ from egresswatch.bpf import build_filter
 from egresswatch.capture.files import open_capture
 from egresswatch.capture.live import CaptureStats, LiveSource, PacedSource
 from egresswatch.config import Config, ConfigError, load_config
-from egresswatch.daemon_http import MetricsServer, WorkerMetrics, capture_families, read_users, snapshot
+from egresswatch.daemon_http import MetricsServer, WorkerMetrics, daemon_families, read_users, snapshot
+from egresswatch.geo import Geo, GeoError
 from egresswatch.pipeline import Pipeline
 from egresswatch.privileges import drop_privileges
 from egresswatch.sdnotify import Notifier
@@ -223,9 +224,11 @@ class Daemon:
         try:
             config = load_config(self.config_path)
             bpf = build_filter(config)
-        except ConfigError as exc:
-            log.error("config reload (%s) rejected, keeping the running config: %s: %s",
-                      why, exc.key, exc.reason)
+            if config.geoip != self.config.geoip:
+                Geo(config.geoip).close()  # the workers will open it; fail here, not there
+        except (ConfigError, GeoError) as exc:
+            where = f"{exc.key}: {exc.reason}" if isinstance(exc, ConfigError) else f"geoip: {exc}"
+            log.error("config reload (%s) rejected, keeping the running config: %s", why, where)
             self.reload_failures.inc()
             self.reload_success.set(0)
             return
@@ -340,7 +343,7 @@ class Worker:
                                 fanout_group=(fanout_base + index * 0x1001) & 0xFFFF if fanout else None)
             source.open(now)
             self.sources.append(source)
-        self.registry.register(_CaptureCollector(self.sources))
+        self.registry.register(_DaemonCollector(self.sources, self.pipeline))  # type: ignore[arg-type]
 
     def run(self, wake_r: int) -> None:
         self.conn.send(("ready", None))
@@ -361,7 +364,7 @@ class Worker:
             self.pipeline.advance(now)
             if now >= next_snapshot:
                 next_snapshot = now + SNAPSHOT_SECONDS
-                self.pipeline.geo.reopen_if_changed()
+                self._reopen_geo()
                 self._report()
         self.pipeline.finish()
         for source in self.sources:
@@ -376,25 +379,35 @@ class Worker:
                 self.stop = True
             elif kind == "reload":
                 config, bpf = payload
-                self.pipeline.reload(config)
+                old = self.pipeline.config.geoip
+                self.pipeline.reload(config, Geo(config.geoip) if config.geoip != old else None)
                 for source in self.sources:
                     if isinstance(source, LiveSource):
                         source.set_filter(bpf)
+
+    def _reopen_geo(self) -> None:
+        """Pick up a GeoIP DB that geoipupdate replaced (written aside, then renamed over the old)."""
+        try:
+            if self.pipeline.geo.reopen_if_changed():
+                log.info("GeoIP database reopened")
+        except GeoError as exc:
+            log.error("GeoIP database replaced by an unusable file, keeping the old one: %s", exc)
 
     def _report(self) -> None:
         self.events.flush()
         self.conn.send(("metrics", snapshot(self.registry)))
 
 
-class _CaptureCollector:
-    """Per-interface capture counters of this worker, read from libpcap at snapshot time."""
+class _DaemonCollector:
+    """This worker's capture counters (from libpcap) and GeoIP build times, at snapshot time."""
 
-    def __init__(self, sources: list[LiveSource | PacedSource]) -> None:
+    def __init__(self, sources: list[LiveSource | PacedSource], pipeline: Pipeline) -> None:
         self._sources = sources
+        self._pipeline = pipeline
 
     def collect(self) -> Any:
         stats: dict[str, tuple[bool, CaptureStats]] = {s.name: (s.up, s.stats()) for s in self._sources}
-        return capture_families(stats)
+        return daemon_families(stats, self._pipeline.geo.build_timestamps())
 
 
 def _worker_main(args: argparse.Namespace, config: Config, bpf: str, fanout_base: int,

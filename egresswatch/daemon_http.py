@@ -188,8 +188,9 @@ def _combine(name: str, kind: str, old: float | None, new: float) -> float:
     return old + new
 
 
-def capture_families(stats: Mapping[str, tuple[bool, Any]]) -> list[Metric]:
-    """``capture_up``/``received``/``dropped`` families for {interface: (up, CaptureStats)}."""
+def daemon_families(stats: Mapping[str, tuple[bool, Any]], geo_builds: Mapping[str, int]) -> list[Metric]:
+    """``capture_up``/``received``/``dropped`` for {interface: (up, CaptureStats)}, and the GeoIP
+    build time per database type."""
     up = GaugeMetricFamily("egresswatch_capture_up", metric_doc("egresswatch_capture_up").help,
                            labels=("interface",))
     received = CounterMetricFamily("egresswatch_capture_received_packets",
@@ -202,4 +203,8 @@ def capture_families(stats: Mapping[str, tuple[bool, Any]]) -> list[Metric]:
         up.add_metric([interface], 1 if is_up else 0)
         received.add_metric([interface], counts.received)
         dropped.add_metric([interface], counts.dropped)
-    return [up, received, dropped]
+    name = "egresswatch_geoip_database_build_timestamp_seconds"
+    builds = GaugeMetricFamily(name, metric_doc(name).help, labels=("database",))
+    for database, epoch in sorted(geo_builds.items()):
+        builds.add_metric([database], epoch)
+    return [up, received, dropped, builds]

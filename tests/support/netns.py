@@ -129,18 +129,21 @@ def _udp(src: tuple[str, str], dst_mac: str, dst_ip: str, sport: int, dport: int
                                         vlan_tags=tags, data=ip))
 
 
-def write_site_pcap(path: Path, scale: int = 1) -> SitePcap:
-    """Camera egress (one flow tagged VLAN 20), camera -> NVR bulk, a laptop, and DNS."""
+def write_site_pcap(path: Path, scale: int = 1, sport_offset: int = 0) -> SitePcap:
+    """Camera egress (one flow tagged VLAN 20), camera -> NVR bulk, a laptop, and DNS.
+
+    ``sport_offset`` shifts the cameras' source ports, so a second replay makes new flows."""
+    p1, p2 = 40001 + sport_offset, 40002 + sport_offset
     frames: list[tuple[bytes, bool]] = []
     truth = SitePcap(path)
     for i in range(20 * scale):  # cam1 -> 203.0.113.5 telemetry, and replies
-        frames.append((_udp(CAM1, GATEWAY_MAC, "203.0.113.5", 40001, 8000, 600), True))
+        frames.append((_udp(CAM1, GATEWAY_MAC, "203.0.113.5", p1, 8000, 600), True))
         if i % 4 == 0:
-            frames.append((_udp((GATEWAY_MAC, "203.0.113.5"), CAM1[0], CAM1[1], 8000, 40001, 100), True))
-    truth.flows[(CAM1[1], 40001, "203.0.113.5", 8000)] = (20 * scale, 5 * scale)
+            frames.append((_udp((GATEWAY_MAC, "203.0.113.5"), CAM1[0], CAM1[1], 8000, p1, 100), True))
+    truth.flows[(CAM1[1], p1, "203.0.113.5", 8000)] = (20 * scale, 5 * scale)
     for _ in range(10 * scale):  # cam2 -> 198.51.100.7, tagged
-        frames.append((_udp(CAM2, GATEWAY_MAC, "198.51.100.7", 40002, 9000, 900, vlan=20), True))
-    truth.flows[(CAM2[1], 40002, "198.51.100.7", 9000)] = (10 * scale, 0)
+        frames.append((_udp(CAM2, GATEWAY_MAC, "198.51.100.7", p2, 9000, 900, vlan=20), True))
+    truth.flows[(CAM2[1], p2, "198.51.100.7", 9000)] = (10 * scale, 0)
     for _ in range(200 * scale):  # the bulk the kernel must drop, untagged and tagged
         frames.append((_udp(CAM1, NVR[0], NVR[1], 554, 50000, 1400), False))
         frames.append((_udp(CAM2, NVR[0], NVR[1], 554, 50002, 1400, vlan=20), False))
