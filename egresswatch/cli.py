@@ -59,7 +59,8 @@ def _replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-out", metavar="PATH",
                         help="write the run's metrics in the Prometheus text format here")
     parser.add_argument("--workers", type=_positive_int, default=1, metavar="N",
-                        help="pipeline worker processes (default 1)")
+                        help="worker processes, each running the pipeline on its share of the flows "
+                        "(default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -137,10 +138,6 @@ def bpf_command(args: argparse.Namespace) -> int:
 
 def replay_command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if args.workers != 1:
-        # pipeline.replay runs one pipeline in this process; parallel replay is not built yet.
-        print("egresswatch replay: --workers other than 1 is not supported yet", file=sys.stderr)
-        return 2
     # Imported here, not at the top: the capture and pipeline stack is only needed to replay.
     from egresswatch.capture import CaptureError
     from egresswatch.geo import GeoError
@@ -160,7 +157,7 @@ def replay_command(args: argparse.Namespace) -> int:
         sinks = _Sinks(config, events, metrics=args.metrics_out is not None)
         try:
             with _progress(enabled=not args.no_progress and sys.stderr.isatty()) as progress:
-                totals = replay(args.pcaps, config, sinks.all, progress=progress)
+                totals = replay(args.pcaps, config, sinks.all, progress=progress, workers=args.workers)
         except CaptureError as exc:
             print(f"{exc.path}: {exc.reason}", file=sys.stderr)
             return 2
@@ -176,7 +173,7 @@ class _Sinks:
     """The sinks of one replay, and the files written from them once it is over."""
 
     def __init__(self, config: Config, events: TextIO | None, metrics: bool) -> None:
-        self.summary = SummarySink(config)
+        self.summary = SummarySink(config, mac_vendor=_mac_vendor)
         self.all: list[Sink] = [self.summary]
         self.registry: CollectorRegistry | None = None
         if events is not None:
@@ -196,8 +193,17 @@ class _Sinks:
         except OSError as exc:
             print(f"egresswatch replay: {exc}", file=sys.stderr)
             return 2
-        render_table(summary, Console(stderr=table_to_stderr))
+        console = Console(stderr=table_to_stderr)
+        if not console.is_terminal:
+            console.width = 160  # a pipe or file has no width: do not squeeze the table into 80 columns
+        render_table(summary, console)
         return 0
+
+
+def _mac_vendor(mac: str) -> str | None:
+    from egresswatch.devices import vendor_of
+
+    return vendor_of(bytes.fromhex(mac.replace(":", "")))
 
 
 @contextmanager

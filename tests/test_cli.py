@@ -91,11 +91,6 @@ def test_replay_reports_config_errors_before_reading_captures(tmp_path: Path,
     assert capsys.readouterr().err.startswith("config error: devices[1].role: ")
 
 
-def test_replay_refuses_several_workers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["replay", "a.pcap", "-c", write(tmp_path, GOOD), "--workers", "2"]) == 2
-    assert "--workers" in capsys.readouterr().err
-
-
 # --- replay through the real pipeline ---------------------------------------------------------
 
 CAMERA_MAC = bytes.fromhex("4419b6000011")

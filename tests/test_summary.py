@@ -91,6 +91,18 @@ def test_vendor_comes_from_reports_when_the_inventory_has_none(config: Config) -
     assert yard["ips"] == ["10.20.0.12"]
 
 
+def test_unseen_inventory_devices_get_their_mac_vendor(tmp_path: Path) -> None:
+    config = parse_config({"devices": [
+        {"name": "cam-a", "mac": "44:19:b6:00:00:11"},
+        {"name": "cam-b", "mac": "3c:ef:8c:00:00:12", "vendor": "uniview"},
+        {"name": "cam-c", "ip": "10.20.0.13"},
+    ]}, tmp_path)
+    ouis = {"44:19:b6": "hikvision", "3c:ef:8c": "dahua"}
+    sink = SummarySink(config, mac_vendor=lambda mac: ouis.get(mac[:8]))
+    vendors = {d["name"]: d["vendor"] for d in sink.to_dict(Totals())["devices"]}
+    assert vendors == {"cam-a": "hikvision", "cam-b": "uniview", "cam-c": None}
+
+
 def alert_bytes(config: Config, calls: list[tuple[str, FlowReport]]) -> list[int]:
     return [a["bytes_out"] for a in summary_of(config, calls)["alerts"]]
 

@@ -4,7 +4,8 @@
 (``pcaps/*.truth.json``) is compared against, so its shape and orderings are a contract:
 
 - devices: every inventory device (even if never seen) plus every discovered device that appeared
-  in a report, sorted by name. ``macs``/``ips`` are the source side of the reports attributed to the
+  in a report, sorted by name. vendor: the configured one, else the MAC's OUI vendor, else what the
+  reports' ``Device`` says. ``macs``/``ips`` are the source side of the reports attributed to the
   device (the pipeline orients every device flow so the device is the source).
 - egress rows: reports with ``egress=True``, summed by (country, category, verdict) over their
   deltas; ``flows`` counts distinct flows, a flow being (start, src ip/port, dst ip/port, transport,
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from egresswatch.config import Config
+from egresswatch.config import Config, DeviceSpec
 from egresswatch.model import UNKNOWN_COUNTRY, FlowReport, Totals
 from egresswatch.sinks import iso_utc
 
@@ -55,9 +57,18 @@ class _DeviceEntry:
 class SummarySink:
     """Accumulates the summary from reports and alerts; ``to_dict`` renders it."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, mac_vendor: Callable[[str], str | None] | None = None) -> None:
+        """``mac_vendor`` names the vendor of a MAC ("44:19:b6:00:00:11" -> "hikvision"): it gives an
+        inventory device without a configured vendor its OUI vendor even if it never shows up, the
+        same answer the pipeline's attribution gives once it does."""
+
+        def vendor(spec: DeviceSpec) -> str | None:
+            if spec.vendor or not spec.mac or mac_vendor is None:
+                return spec.vendor
+            return mac_vendor(spec.mac)
+
         self._devices = {
-            spec.name: _DeviceEntry(spec.group, spec.vendor, spec.role) for spec in config.devices
+            spec.name: _DeviceEntry(spec.group, vendor(spec), spec.role) for spec in config.devices
         }
         self._alerts: list[dict[str, Any]] = []
         self._open_alerts: dict[AlertKey, dict[str, Any]] = {}
