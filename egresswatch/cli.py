@@ -82,7 +82,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("run", "capture live from the span port, serve metrics and write events",
             "egresswatch.daemon:run_command", "egresswatch.daemon:add_arguments"),
     Command("bpf", "print the kernel capture filter generated from the configuration",
-            "egresswatch.cli:bpf_command", _config_argument),
+            "egresswatch.bpf:bpf_command", _config_argument),
 )
 
 
@@ -126,13 +126,6 @@ def main(argv: list[str] | None = None) -> int:
 def check_config_command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(f"config ok: {len(config.devices)} devices, {len(config.groups)} groups")
-    return 0
-
-
-def bpf_command(args: argparse.Namespace) -> int:
-    from egresswatch.daemon import checked_filter  # compiles it: a bad bpf_extra is a config error
-
-    print(checked_filter(load_config(args.config)))
     return 0
 
 

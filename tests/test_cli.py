@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import json
 import socket
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 from fixtures_geo import write_country_db
 from prometheus_client.parser import text_string_to_metric_families
 
-from egresswatch.cli import COMMANDS, main
+from egresswatch.cli import COMMANDS, Command, main
 
 GOOD = """\
 devices:
@@ -82,6 +83,19 @@ def test_help_exits_0_and_lists_every_command(capsys: pytest.CaptureFixture[str]
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(command.name in out for command in COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command.name)
+def test_every_registered_command_loads(command: Command, capsys: pytest.CaptureFixture[str]) -> None:
+    module, _, name = command.handler.partition(":")
+    assert callable(getattr(importlib.import_module(module), name))
+    assert main([command.name, "--help"]) == 0
+    assert f"usage: egresswatch {command.name}" in capsys.readouterr().out
+
+
+def test_bpf_prints_the_filter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bpf", "-c", write(tmp_path, GOOD)]) == 0
+    assert "10.20.0.2" in capsys.readouterr().out
 
 
 def test_replay_reports_config_errors_before_reading_captures(tmp_path: Path,
