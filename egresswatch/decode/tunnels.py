@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 GRE_CHECKSUM = 0x80
 GRE_KEY = 0x20
 GRE_SEQUENCE = 0x10
+GRE_ENHANCED = 1  # RFC 2637
 ETHERTYPE_TEB = 0x6558
 ERSPAN_2_HEADER = 8
 ERSPAN_3_HEADER = 12
@@ -29,8 +30,10 @@ def decode_gre(d: Decoder, buf: bytes, off: int, end: int, pkt: Packet) -> str |
         return "truncated_gre"
     flags = buf[off]
     version = buf[off + 1] & 0x07
-    if version != 0:
+    if version == GRE_ENHANCED:
         return None  # enhanced GRE (PPTP) carries PPP, not a mirror: count the GRE flow itself
+    if version != 0:
+        return "bad_gre_header"
     header = 4 + 4 * (bool(flags & GRE_CHECKSUM) + bool(flags & GRE_KEY) + bool(flags & GRE_SEQUENCE))
     if end - off < header:
         return "truncated_gre"
