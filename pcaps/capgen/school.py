@@ -19,7 +19,7 @@ from capgen.sessions import (
     tls_segments,
     udp_send,
 )
-from capgen.wire import ICMP, Host, Wire, ethernet_wire
+from capgen.wire import ICMP, ROUTER_MAC, Host, Wire, ethernet_wire
 
 
 def _rtp_to_nvr(wire: Wire, cam: Host, ports: Ports, rng: random.Random, start: float, seconds: int) -> None:
@@ -54,9 +54,8 @@ def build(rng: random.Random) -> Capture:
     wire = ethernet_wire(cap)
     ports = Ports(rng)
     gateway = Host(s.GATEWAY_IP)
-    router_mac = "00:1b:54:20:00:01"
     for i, cam in enumerate((s.HIK_ENTRANCE, s.HIK_GYM, s.DAHUA_YARD, s.DAHUA_PARKING, s.NVR)):
-        arp_exchange(wire, 0.1 + i * 0.05, cam, gateway, router_mac)
+        arp_exchange(wire, 0.1 + i * 0.05, cam, gateway, ROUTER_MAC)
 
     # The NVR pulls two cameras over RTSP (NVR initiates: both ends are devices, the NVR is source).
     for i, cam in enumerate((s.HIK_ENTRANCE, s.DAHUA_PARKING)):
@@ -109,7 +108,7 @@ def build(rng: random.Random) -> Capture:
     _ping(wire, s.PC, s.IE_PING, 32.0)
 
     # A Hikvision camera missing from the inventory phones home (SNI only, no DNS).
-    arp_exchange(wire, 39.5, s.HIK_STRAY, gateway, router_mac)
+    arp_exchange(wire, 39.5, s.HIK_STRAY, gateway, ROUTER_MAC)
     tcp_session(wire, s.HIK_STRAY, s.EZVIZ_CLOUD, ports.take(), 443, 40.0, tls_segments(s.EZVIZ_NAME, rng, 4))
 
     # A second connection to the same cloud address: same alert, two flows in one egress row.

@@ -150,8 +150,8 @@ class Truth:
             if ("ip" in d and ipaddress.ip_address(d["ip"]) == address)
             or ("cidr" in d and address in ipaddress.ip_network(d["cidr"]))
         ]
-        for entry in by_mac or by_ip:
-            return self.inventory_device(entry)
+        if by_mac or by_ip:
+            return self.inventory_device((by_mac or by_ip)[0])
         if mac and self.is_local(side.ip) and mac[:8] in CAMERA_OUIS:
             slug = CAMERA_OUIS[mac[:8]]
             return {

@@ -84,7 +84,6 @@ class Wire:
         ipv4_options: bytes = b"",
         hop_by_hop_header: bool = False,
         caplen: int | None = None,
-        simple: bool = False,
     ) -> None:
         """One unfragmented IP packet from ``src`` to ``dst``; ``caplen`` cuts it like a snaplen would."""
         payload = segment if isinstance(segment, bytes) else transport_bytes(src.ip, dst.ip, proto, segment)
@@ -97,7 +96,10 @@ class Wire:
                 src.ip, dst.ip, proto, len(payload), ident=self.next_ident(), options=ipv4_options
             )
             l3 += payload
-        self._emit(t, src, dst, proto, l3, sport, dport, tcp_flags, sni, dns_answers, link, caplen, simple)
+        self._emit(
+            t, src, dst, proto, l3, sport=sport, dport=dport, tcp_flags=tcp_flags, sni=sni,
+            dns_answers=dns_answers, link=link, caplen=caplen,
+        )  # fmt: skip
 
     def send_fragments(
         self,
@@ -126,7 +128,7 @@ class Wire:
             else:
                 word = (0x2000 if more else 0) | offset // 8
                 l3 = ipv4_header(src.ip, dst.ip, UDP, len(piece), ident=ident, frag=word) + piece
-            self._emit(t, src, dst, UDP, l3, sport, dport, 0, None, (), None, None, False)
+            self._emit(t, src, dst, UDP, l3, sport=sport, dport=dport)
 
     def _emit(
         self,
@@ -135,14 +137,14 @@ class Wire:
         dst: Host,
         proto: int,
         l3: bytes,
+        *,
         sport: int | None,
         dport: int | None,
-        tcp_flags: int,
-        sni: str | None,
-        dns_answers: tuple[tuple[str, str], ...],
-        link: Link | None,
-        caplen: int | None,
-        simple: bool,
+        tcp_flags: int = 0,
+        sni: str | None = None,
+        dns_answers: tuple[tuple[str, str], ...] = (),
+        link: Link | None = None,
+        caplen: int | None = None,
     ) -> None:
         link = link or self.link
         src_mac, dst_mac = src.mac or ROUTER_MAC, dst.mac or ROUTER_MAC
@@ -166,7 +168,7 @@ class Wire:
             dns_answers=dns_answers,
         )
         data = frame[:caplen] if caplen is not None else frame
-        self.capture.add(Record(self._stamp(t), data, len(frame), self.iface, info, simple=simple))
+        self.capture.add(Record(self._stamp(t), data, len(frame), self.iface, info))
 
     def raw(self, t: float, frame: bytes, *, error: str | None = None, caplen: int | None = None) -> None:
         """A frame that is not a decodable IP packet: ARP, or a malformed frame (``error`` says how)."""
