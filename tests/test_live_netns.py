@@ -43,3 +43,22 @@ def test_live_capture_filters_and_reports(tmp_path: Path, workers: int) -> None:
     assert seen[(CAM1[1], 40001, "203.0.113.5", 8000)]["egresswatch"]["device"]["name"] == "cam1"
     local = [r for r in records if r["destination"]["ip"] == "10.20.0.50"]
     assert local == [], "camera -> NVR bulk reached user space"
+
+
+def test_interface_down_is_reported_and_retried(tmp_path: Path) -> None:
+    truth = write_site_pcap(tmp_path / "site.pcap")
+    with veth_pair() as pair:
+        config = write_config(tmp_path / "site.yaml", pair.capture_if)
+        with daemon(pair, config, tmp_path) as running:
+            pair.set_capture_link(up=False)
+            running.wait_for(lambda: running.metric("egresswatch_capture_up", interface=pair.capture_if) == 0,
+                             "capture_up 0")
+            code, body = running.get("/healthz")
+            assert (code, body.startswith("degraded")) == (200, True)
+            pair.set_capture_link(up=True)
+            running.wait_for(lambda: running.metric("egresswatch_capture_up", interface=pair.capture_if) == 1,
+                             "capture_up 1 again")
+            pair.replay(str(truth.path))
+            running.wait_for(lambda: running.metric("egresswatch_packets_total") == truth.kept,
+                             "capture after the reopen")
+            assert running.stop() == 0
