@@ -4,8 +4,9 @@ For each capture in ``../shared/realpcaps`` the real CLI replays it in-process; 
 the exit code, the packet total against capinfos, and, per unordered IP address pair, the packets and
 IP-layer bytes of all ``flow_end`` events against tshark's innermost IP layer of every frame (see
 ``tests/support/tshark.py`` for why that is not ``-z conv,ip``). Where egresswatch counts a frame
-differently from tshark on purpose, the frame is listed in ``DEVIATIONS`` with the reason
-(``docs/decoder-parity.md`` explains each); everything else must match exactly.
+differently from tshark on purpose, the conversation is listed in ``DEVIATIONS`` with both sides'
+counts pinned and the reason (``docs/decoder-parity.md`` explains each); everything else must match
+exactly.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ needs_tshark = pytest.mark.skipif(
 )
 
 
-Totals = tuple[int, int]
+Count = tuple[int, int]
 """(packets, IP-layer bytes) of one conversation."""
 
 
@@ -40,9 +41,9 @@ class Deviation:
 
     capture: str
     pair: tshark.AddrPair
-    tshark: Totals | None
+    tshark: Count | None
     """What tshark's innermost IP layers give the pair (None: no frame)."""
-    egresswatch: Totals | None
+    egresswatch: Count | None
     """What egresswatch reports for it (None: no flow)."""
     frames: str
     """Which frames differ, for the reader."""
