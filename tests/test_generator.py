@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import maxminddb
+import pymanuf
 import pytest
 import yaml
-from manuf import manuf
 
 ROOT = Path(__file__).resolve().parent.parent
 PCAPS = ROOT / "pcaps"
@@ -194,7 +194,7 @@ def test_fixture_databases_have_a_fixed_build_time() -> None:
 )
 def test_fixture_macs_have_the_vendors_the_truth_assumes(prefix: str, camera: str | None) -> None:
     """Cameras use Hikvision/Dahua OUIs; the PC, resolver and gateway use Dell/Cisco ones."""
-    vendor = (manuf.MacParser(update=False).get_manuf_long(prefix + ":00:00:01") or "").lower()
+    vendor = (pymanuf.lookup(prefix + ":00:00:01") or "").lower()
     if camera:
         assert camera in vendor
     else:
