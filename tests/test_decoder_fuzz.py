@@ -110,7 +110,8 @@ frames_of_any_linktype = st.sampled_from(LINKTYPES).flatmap(
 )
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# database=None: tests write only to temp dirs, and the examples are cheap to regenerate.
+@settings(max_examples=2000, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames_of_any_linktype)
 def test_random_and_mutated_frames_never_raise(case: tuple[int, list[bytes]]) -> None:
     linktype, frames = case
