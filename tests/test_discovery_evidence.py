@@ -162,3 +162,10 @@ def test_inventory_entry_is_a_config_device() -> None:
 )
 def test_text_patterns(text: str, vendor: str | None, role: str | None) -> None:
     assert (vendor_in_text(text), role_in_text(text)) == (vendor, role)
+
+
+def test_unspecified_source_addresses_are_not_device_addresses() -> None:
+    discovery = Discovery()
+    discovery.observe_rtsp(CAMERA, bytes(4), b"RTSP/1.0 200 OK\r\n\r\n", 1.0)
+    device = discovery.get(CAMERA)
+    assert device is not None and device.ips == ()

@@ -185,8 +185,8 @@ class DeviceEvidence:
             self.suggest_role(role_in_text(model), WEIGHTS[source])
 
     def add_ip(self, ip: bytes | None) -> None:
-        if not ip or ip in self.ips:
-            return
+        if not ip or not any(ip) or ip in self.ips:
+            return  # 0.0.0.0 and :: are the addresses of a host that has none yet
         if len(self.ips) >= MAX_IPS:
             del self.ips[0]
         self.ips.append(ip)
