@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import pwd
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -121,6 +122,12 @@ class AlertConfig:
 class EventsConfig:
     flows: str = "devices"
     """"all", "devices" or "egress"."""
+    path: str = "-"
+    """The daemon's JSON-lines file (absolute once loaded), or "-" for stdout."""
+    max_mb: int = 100
+    """Rotate the file when it would grow past this size."""
+    backups: int = 5
+    """Rotated files kept (``events.jsonl.1`` ... ``.N``); 0 keeps none."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,6 +135,11 @@ class MetricsConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 9108
     max_devices: int = 500
+    tls_cert: Path | None = None
+    """PEM certificate chain: serve HTTPS. It may hold the private key too."""
+    tls_key: Path | None = None
+    basic_auth_users: Path | None = None
+    """``user:pbkdf2_sha256$...`` lines (egresswatch/passwords.py): require HTTP basic auth."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -139,6 +151,8 @@ class CaptureConfig:
     promiscuous: bool = True
     workers: int = 1
     bpf_extra: str = ""
+    user: str | None = None
+    """Drop root to this user once the capture handles are open."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -190,8 +204,8 @@ def parse_config(data: Mapping[str, Any], base_dir: Path) -> Config:
         flows=_flows(top.get("flows"), "flows"),
         classify=_section(top.get("classify"), "classify", ClassifyConfig, video_min_kbps=_positive),
         alerts=_section(top.get("alerts"), "alerts", AlertConfig, dedup_seconds=_positive),
-        events=_section(top.get("events"), "events", EventsConfig, flows=_choice("all", "devices", "egress")),
-        metrics=_metrics(top.get("metrics"), "metrics"),
+        events=_events(top.get("events"), "events", base_dir),
+        metrics=_metrics(top.get("metrics"), "metrics", base_dir),
         capture=_capture(top.get("capture"), "capture"),
     )
     top.done()
@@ -260,6 +274,12 @@ def _name(value: object, key: str) -> str:
 def _positive_int(value: object, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(key, f"expected a positive integer, got {value!r}")
+    return value
+
+
+def _count(value: object, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(key, f"expected a whole number >= 0, got {value!r}")
     return value
 
 
@@ -451,16 +471,38 @@ def _rule(data: object, key: str) -> AllowRule:
 # --- other sections ----------------------------------------------------------------------------
 
 
-def _geoip(data: object, key: str, base_dir: Path) -> GeoIPConfig:
-    def db(value: object, dkey: str) -> Path:
-        path = Path(_string(value, dkey)).expanduser()
-        path = path if path.is_absolute() else base_dir / path
+def _path(value: object, key: str, base_dir: Path) -> Path:
+    path = Path(_string(value, key)).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def _existing_file(what: str, base_dir: Path) -> Callable[[object, str], Path]:
+    def check(value: object, key: str) -> Path:
+        path = _path(value, key, base_dir)
         if not path.is_file():
-            raise ConfigError(dkey, f"database file {path} does not exist")
+            raise ConfigError(key, f"{what} {path} does not exist")
         return path
 
+    return check
+
+
+def _geoip(data: object, key: str, base_dir: Path) -> GeoIPConfig:
+    db = _existing_file("database file", base_dir)
     checks = {"cache_size": _positive_int, "fallback": _choice("iptocc", "none")}
     return _section(data, key, GeoIPConfig, country_db=db, asn_db=db, **checks)
+
+
+def _events(data: object, key: str, base_dir: Path) -> EventsConfig:
+    def events_path(value: object, pkey: str) -> str:
+        if value == "-":
+            return "-"
+        path = _path(value, pkey, base_dir)
+        if not path.parent.is_dir():
+            raise ConfigError(pkey, f"directory {path.parent} does not exist")
+        return str(path)
+
+    return _section(data, key, EventsConfig, flows=_choice("all", "devices", "egress"), path=events_path,
+                    max_mb=_positive_int, backups=_count)
 
 
 def _flows(data: object, key: str) -> FlowConfig:
@@ -491,13 +533,18 @@ def _listen(value: object, key: str) -> tuple[str, int]:
     return host, port
 
 
-def _metrics(data: object, key: str) -> MetricsConfig:
+def _metrics(data: object, key: str, base_dir: Path) -> MetricsConfig:
     section = _Map(data, key)
     default = MetricsConfig()
     host, port = section.read("listen", _listen, (default.listen_host, default.listen_port))
     max_devices = section.read("max_devices", _positive_int, default.max_devices)
+    tls_cert = section.read("tls_cert", _existing_file("certificate file", base_dir), None)
+    tls_key = section.read("tls_key", _existing_file("key file", base_dir), None)
+    users = section.read("basic_auth_users", _existing_file("users file", base_dir), None)
     section.done()
-    return MetricsConfig(host, port, max_devices)
+    if tls_key is not None and tls_cert is None:
+        raise ConfigError(section.path("tls_key"), "needs metrics.tls_cert (the certificate it belongs to)")
+    return MetricsConfig(host, port, max_devices, tls_cert, tls_key, users)
 
 
 def _capture(data: object, key: str) -> CaptureConfig:
@@ -509,7 +556,15 @@ def _capture(data: object, key: str) -> CaptureConfig:
             raise ConfigError(bkey, f"expected a string, got {_kind(value)}")
         return value
 
+    def user(value: object, ukey: str) -> str:
+        name = _string(value, ukey)
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            raise ConfigError(ukey, f"no such user {name!r} on this machine") from None
+        return name
+
     checks = {"snaplen": _positive_int, "buffer_mb": _positive_int, "workers": _positive_int}
     return _section(
-        data, key, CaptureConfig, **checks, interfaces=interfaces, promiscuous=_bool, bpf_extra=bpf
+        data, key, CaptureConfig, **checks, interfaces=interfaces, promiscuous=_bool, bpf_extra=bpf, user=user
     )

@@ -393,3 +393,63 @@ def test_yaml_syntax_error_gives_the_position(tmp_path: Path) -> None:
         load_config(path)
     assert info.value.key == str(path)
     assert info.value.reason.startswith("YAML syntax error at line 3, column")
+
+
+# --- the daemon's keys (issue 3) -----------------------------------------------------------------
+
+
+def test_daemon_keys_load_with_paths_resolved_against_the_config(tmp_path: Path) -> None:
+    for name in ("cert.pem", "key.pem", "users"):
+        (tmp_path / name).write_text("x", encoding="utf-8")
+    (tmp_path / "log").mkdir()
+    config = parse(
+        {
+            "events": {"path": "log/events.jsonl", "max_mb": 20, "backups": 0},
+            "metrics": {
+                "tls_cert": "cert.pem", "tls_key": str(tmp_path / "key.pem"), "basic_auth_users": "users"},
+            "capture": {"user": "nobody"},
+        },
+        tmp_path,
+    )
+    assert (config.events.path, config.events.max_mb, config.events.backups) == (
+        str(tmp_path / "log" / "events.jsonl"), 20, 0)
+    m = config.metrics
+    assert (m.tls_cert, m.tls_key, m.basic_auth_users) == (
+        tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "users")
+    assert config.capture.user == "nobody"
+
+
+def test_daemon_key_defaults() -> None:
+    config = parse({})
+    assert (config.events.path, config.events.max_mb, config.events.backups) == ("-", 100, 5)
+    m = config.metrics
+    assert (m.tls_cert, m.tls_key, m.basic_auth_users) == (None, None, None)
+    assert config.capture.user is None
+    assert parse({"events": {"path": "-"}}).events.path == "-"
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "reason_part"),
+    [
+        ({"events": {"path": "no-such-dir/events.jsonl"}}, "events.path", "does not exist"),
+        ({"events": {"path": 5}}, "events.path", "non-empty string"),
+        ({"events": {"max_mb": 0}}, "events.max_mb", "positive integer"),
+        ({"events": {"backups": -1}}, "events.backups", ">= 0"),
+        ({"events": {"backups": True}}, "events.backups", ">= 0"),
+        ({"events": {"rotate": 3}}, "events.rotate", "unknown key"),
+        ({"metrics": {"tls_cert": "missing.pem"}}, "metrics.tls_cert", "does not exist"),
+        ({"metrics": {"basic_auth_users": "missing"}}, "metrics.basic_auth_users", "does not exist"),
+        ({"metrics": {"tls_crt": "cert.pem"}}, "metrics.tls_crt", "did you mean 'tls_cert'"),
+        ({"capture": {"user": "no-such-user-egresswatch-test"}}, "capture.user", "no such user"),
+        ({"capture": {"user": ""}}, "capture.user", "non-empty string"),
+    ],
+)
+def test_bad_daemon_values_name_their_key(data: dict, key: str, reason_part: str) -> None:
+    err = error_of(data)
+    assert (err.key, reason_part in err.reason) == (key, True), err.reason
+
+
+def test_tls_key_without_certificate_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "key.pem").write_text("x", encoding="utf-8")
+    err = error_of({"metrics": {"tls_key": "key.pem"}}, tmp_path)
+    assert (err.key, "metrics.tls_cert" in err.reason) == ("metrics.tls_key", True)
