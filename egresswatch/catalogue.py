@@ -8,8 +8,10 @@ this module only loads, validates and matches them.
 Matching: ``match_domain`` is a suffix match on whole labels (``hik-connect.com`` matches
 ``api.hik-connect.com``, not ``nothik-connect.com``); a pattern may hold ``*`` / ``?`` globs
 within a label (``p2p*.reolink.com``); the most specific (longest) pattern wins.
-``match_payload`` compares a flow's first payload with the services' signature prefixes; a
-service that lists ``ports`` only counts signatures seen on those ports. Ports alone are never
+``match_payload`` compares a payload packet with the services' signature prefixes and says which
+service it belongs to and which application the signature stands for (``signatures`` map an app
+name such as ``dh-p2p`` or ``ptcp`` to its prefixes; ``classify.py`` knows what each app carries).
+A service that lists ``ports`` only counts signatures seen on those ports. Ports alone are never
 evidence: UDP 8800 or 9999 carry plenty of other traffic.
 """
 
@@ -19,11 +21,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from egresswatch.config import ConfigError
+from egresswatch.model import Service
 
 DEFAULT_PATH = Path(__file__).parent / "data" / "services.yaml"
 
@@ -33,17 +36,14 @@ _JURISDICTION = re.compile(r"[A-Z]{2}\Z")
 _PATTERN_LABEL = re.compile(r"[a-z0-9_*?]([a-z0-9_*?-]*[a-z0-9_*?])?\Z")
 _PORT = re.compile(r"(tcp|udp)/(\d{1,5})\Z")
 _HEX_PREFIX = "hex:"
+_APP = re.compile(r"[a-z][a-z0-9-]{1,30}\Z")
+__all__ = ["Catalogue", "PayloadMatch", "Service"]
 
 
-@dataclass(frozen=True, slots=True)
-class Service:
-    """A vendor cloud service, as events and policy see it."""
-
-    name: str
-    operator: str
-    """The company that runs the service."""
-    jurisdiction: str
-    """ISO 3166 alpha-2 code of the operator's home jurisdiction."""
+class PayloadMatch(NamedTuple):
+    service: Service
+    app: str
+    """The application the matched signature stands for, e.g. "dh-p2p" or "ptcp"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,8 @@ class _Entry:
     service: Service
     domains: tuple[str, ...]
     ports: frozenset[tuple[str, int]]
-    signatures: tuple[bytes, ...]
+    signatures: tuple[tuple[bytes, str], ...]
+    """(prefix, app) pairs."""
 
 
 class Catalogue:
@@ -106,16 +107,17 @@ class Catalogue:
                 best = (length, service)
         return best[1] if best else None
 
-    def match_payload(self, transport: str, port: int | None, payload: bytes) -> Service | None:
-        """The service one of whose signatures ``payload`` starts with, on an allowed port.
+    def match_payload(self, transport: str, port: int | None, payload: bytes) -> PayloadMatch | None:
+        """The service and app one of whose signatures ``payload`` starts with, on an allowed port.
 
         ``port`` is the remote (server) port; None for port-less transports.
         """
         for entry in self._signed:
             if entry.ports and (transport, port) not in entry.ports:
                 continue
-            if payload.startswith(entry.signatures):
-                return entry.service
+            for prefix, app in entry.signatures:
+                if payload.startswith(prefix):
+                    return PayloadMatch(entry.service, app)
         return None
 
 
@@ -141,9 +143,7 @@ def _entry(raw: Any, index: int) -> _Entry:
         raise ConfigError(f"{where}.jurisdiction", "must be an ISO 3166 alpha-2 code such as CN")
     domains = tuple(_domain(d, f"{where}.domains[{i}]") for i, d in enumerate(_list(raw, "domains", where)))
     ports = frozenset(_port(p, f"{where}.ports[{i}]") for i, p in enumerate(_list(raw, "ports", where)))
-    signatures = tuple(
-        _signature(s, f"{where}.signatures[{i}]") for i, s in enumerate(_list(raw, "signatures", where))
-    )
+    signatures = _signatures(raw.get("signatures", {}), f"{where}.signatures")
     if not domains and not signatures:
         raise ConfigError(where, "needs domains or signatures: it could never match")
     if ports and not signatures:
@@ -157,6 +157,20 @@ def _list(raw: Mapping[str, Any], key: str, where: str) -> list[Any]:
     if not isinstance(value, list):
         raise ConfigError(f"{where}.{key}", "must be a list")
     return value
+
+
+def _signatures(value: Any, where: str) -> tuple[tuple[bytes, str], ...]:
+    """``{app: [prefix, ...]}`` -> ((prefix, app), ...) in file order."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(where, "must map an app name to a list of prefixes, e.g. {dh-p2p: [DHGET]}")
+    pairs = []
+    for app, prefixes in value.items():
+        if not isinstance(app, str) or not _APP.match(app):
+            raise ConfigError(f"{where}.{app}", "app names are lower-case words such as ptcp or dh-p2p")
+        if not isinstance(prefixes, list) or not prefixes:
+            raise ConfigError(f"{where}.{app}", "must be a non-empty list")
+        pairs += [(_signature(p, f"{where}.{app}[{i}]"), app) for i, p in enumerate(prefixes)]
+    return tuple(pairs)
 
 
 def _domain(value: Any, where: str) -> str:

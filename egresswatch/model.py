@@ -38,6 +38,17 @@ class Place:
 
 
 @dataclass(frozen=True, slots=True)
+class Service:
+    """A vendor cloud service (from the catalogue, egresswatch/data/services.yaml)."""
+
+    name: str
+    operator: str
+    """The company that runs the service."""
+    jurisdiction: str
+    """ISO 3166 alpha-2 code of the operator's home jurisdiction."""
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     verdict: str
     """One of VERDICTS."""
@@ -88,6 +99,8 @@ class FlowReport:
     category_reason: str | None = None
     verdict: Verdict | None = None
     first_report: bool = True
+    service: Service | None = None
+    """Whose service the destination is, for device flows the catalogue recognises."""
 
 
 @dataclass(slots=True)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from egresswatch.capture import Batch, CaptureSource
 from egresswatch.capture.files import open_capture
-from egresswatch.classify import FlowFacts, classify
+from egresswatch.catalogue import Catalogue
+from egresswatch.classify import APP_CATEGORIES, FlowFacts, classify
 from egresswatch.config import Config
 from egresswatch.decode.packet import Packet
 from egresswatch.devices import DeviceDirectory
@@ -71,7 +72,7 @@ class Pipeline:
         self._sinks = tuple(sinks)
         self._alerted: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         self._apply(config, geo or Geo(config.geoip))
-        self._inspector = Inspector()
+        self._inspector = Inspector(Catalogue.load(), self._app_changed)
         self._meter = Meter(config.flows, self, self.totals)
 
     def _apply(self, config: Config, geo: Geo) -> None:
@@ -128,21 +129,34 @@ class Pipeline:
     def non_ip(self, pkt: Packet, buf: bytes, off: int, end: int, ts: float) -> None:
         """ARP and other non-IP frames: counted as packets; bindings are learned here later."""
 
-    def flow_report(self, flow: Flow, action: str) -> None:
+    def flow_report(self, flow: Flow, action: str, held_back: tuple[bool, int] | None = None) -> None:
+        """Report the flow to the sinks; ``held_back`` is (from a, IP bytes) of one packet already
+        counted that this report must leave out (it belongs to the next report)."""
         ctx: FlowContext = flow.ctx  # type: ignore[assignment]
-        if action == "flow_end":
-            self._inspector.flow_ended(flow)
         if ctx.shadow:
             if action == "flow_end":
+                self._inspector.flow_ended(flow)
                 self._forget(flow)
             return
-        report = self._report(flow, ctx, action)
+        report = self._report(flow, ctx, action, held_back)
+        if action == "flow_end":
+            self._inspector.flow_ended(flow)
         for sink in self._sinks:
             sink.flow(report)
         verdict = report.verdict
         if verdict is not None and verdict.verdict == "violation" and self._should_alert(report):
             for sink in self._sinks:
                 sink.alert(report)
+
+    def _app_changed(self, flow: Flow, app: str, from_a: bool, ip_bytes: int) -> None:
+        """Inspection saw the app change mid-flow (signalling that turns into a relay): when that
+        changes the category, report the flow now so the bytes so far keep the old category and the
+        packet that showed the change, and everything after it, count under the new one."""
+        ctx = flow.ctx
+        if not isinstance(ctx, FlowContext) or ctx.device is None:
+            return
+        if APP_CATEGORIES.get(flow.app or "") != APP_CATEGORIES.get(app):
+            self.flow_report(flow, "flow_update", (from_a, ip_bytes))
 
     def _forget(self, flow: Flow) -> None:
         """Take a shadow flow back out of the totals: its owner worker counts it."""
@@ -151,13 +165,22 @@ class Pipeline:
         self.totals.flows -= 1
 
     # ------------------------------------------------------------------ reports
-    def _report(self, flow: Flow, ctx: FlowContext, action: str) -> FlowReport:
-        src, dst = (flow.a, flow.b) if ctx.device_is_a else (flow.b, flow.a)
+    def _report(
+        self, flow: Flow, ctx: FlowContext, action: str, held_back: tuple[bool, int] | None = None
+    ) -> FlowReport:
         src_ip, dst_ip = (flow.a_ip, flow.b_ip) if ctx.device_is_a else (flow.b_ip, flow.a_ip)
         src_port, dst_port = (flow.a_port, flow.b_port) if ctx.device_is_a else (flow.b_port, flow.a_port)
         src_mac, dst_mac = (flow.a_mac, flow.b_mac) if ctx.device_is_a else (flow.b_mac, flow.a_mac)
+        counts = [flow.a.bytes, flow.b.bytes, flow.a.packets, flow.b.packets]
+        if held_back is not None:
+            side = 0 if held_back[0] else 1
+            counts[side] -= held_back[1]
+            counts[side + 2] -= 1
+        if not ctx.device_is_a:
+            counts = [counts[1], counts[0], counts[3], counts[2]]
+        src_bytes, dst_bytes, src_packets, dst_packets = counts
         before = ctx.reported
-        ctx.reported = (src.bytes, dst.bytes, src.packets, dst.packets)
+        ctx.reported = (src_bytes, dst_bytes, src_packets, dst_packets)
         start, end = flow.first, flow.last
         transport = TRANSPORTS.get(flow.proto, str(flow.proto))
         domain = flow.domain or self._inspector.name_for(src_ip, dst_ip, start)
@@ -173,18 +196,18 @@ class Pipeline:
             src_ip=_ip_text(src_ip),
             src_port=src_port,
             src_mac=_mac_text(src_mac),
-            src_bytes=src.bytes,
-            src_packets=src.packets,
+            src_bytes=src_bytes,
+            src_packets=src_packets,
             dst_ip=_ip_text(dst_ip),
             dst_port=dst_port,
             dst_mac=_mac_text(dst_mac),
-            dst_bytes=dst.bytes,
-            dst_packets=dst.packets,
+            dst_bytes=dst_bytes,
+            dst_packets=dst_packets,
             tcp_flags=flow.tcp_flags,
-            delta_src_bytes=src.bytes - before[0],
-            delta_dst_bytes=dst.bytes - before[1],
-            delta_src_packets=src.packets - before[2],
-            delta_dst_packets=dst.packets - before[3],
+            delta_src_bytes=src_bytes - before[0],
+            delta_dst_bytes=dst_bytes - before[1],
+            delta_src_packets=src_packets - before[2],
+            delta_dst_packets=dst_packets - before[3],
             device=ctx.device,
             egress=ctx.egress,
             place=ctx.place,
@@ -192,25 +215,38 @@ class Pipeline:
             first_report=before == (0, 0, 0, 0),
         )
         if ctx.device is not None:
-            facts = FlowFacts(
-                transport=transport,
-                src_port=src_port,
-                dst_port=dst_port,
-                up_bytes=src.bytes,
-                up_packets=src.packets,
-                down_bytes=dst.bytes,
-                down_packets=dst.packets,
-                duration=end - start,
-                app=flow.app,
-            )
-            report.category, report.category_reason = classify(facts, self.config.classify)
-            if ctx.egress and ctx.place is not None:
-                report.verdict = self._policy.judge(
-                    ctx.device.group, report.category, ctx.place, ipaddress.ip_address(dst_ip), domain
-                )
-            else:
-                report.verdict = LOCAL_VERDICT
+            self._judge(report, flow, domain)
         return report
+
+    def _judge(self, report: FlowReport, flow: Flow, domain: str | None) -> None:
+        """Service, category and verdict of a device's flow report."""
+        ctx: FlowContext = flow.ctx  # type: ignore[assignment]
+        assert ctx.device is not None
+        report.service = service = self._inspector.service_for(flow, domain)
+        facts = FlowFacts(
+            transport=report.transport,
+            src_port=report.src_port,
+            dst_port=report.dst_port,
+            up_bytes=report.src_bytes,
+            up_packets=report.src_packets,
+            down_bytes=report.dst_bytes,
+            down_packets=report.dst_packets,
+            duration=report.end - report.start,
+            app=flow.app,
+            service=service.name if service else None,
+        )
+        report.category, report.category_reason = classify(facts, self.config.classify)
+        if ctx.egress and ctx.place is not None:
+            report.verdict = self._policy.judge(
+                ctx.device.group,
+                report.category,
+                ctx.place,
+                ipaddress.ip_address(report.dst_ip),
+                domain,
+                service.jurisdiction if service else None,
+            )
+        else:
+            report.verdict = LOCAL_VERDICT
 
     def _should_alert(self, report: FlowReport) -> bool:
         """One alert per (device, destination, category) per de-duplication window."""

@@ -55,21 +55,23 @@ def test_every_packaged_entry_cites_a_source_and_names_are_unique() -> None:
 @pytest.mark.parametrize(
     ("transport", "port", "payload", "expected"),
     [
-        ("udp", 8800, b"DHGET /probe/p2psrv HTTP/1.1\r\nCSeq: 1\r\n\r\n", "Dahua P2P (Easy4IP)"),
-        ("udp", 8800, b"DHPOST /online/relay HTTP/1.1\r\nCSeq: 2\r\n\r\n", "Dahua P2P (Easy4IP)"),
+        ("udp", 8800, b"DHGET /probe/p2psrv HTTP/1.1\r\nCSeq: 1\r\n\r\n", ("Dahua P2P (Easy4IP)", "dh-p2p")),
+        ("udp", 8800, b"DHPOST /online/relay HTTP/1.1\r\nCSeq: 2\r\n\r\n", ("Dahua P2P (Easy4IP)", "dh-p2p")),
         ("udp", 9000, b"DHGET /probe/p2psrv HTTP/1.1\r\n", None),  # signalling is listed on 8800 only
         ("tcp", 8800, b"DHGET /probe/p2psrv HTTP/1.1\r\n", None),
-        ("udp", 40123, b"PTCP" + bytes(20), "Dahua PTCP relay"),  # the relay has no fixed port
-        ("udp", 9999, bytes.fromhex("3acf872a") + bytes(16), "Reolink P2P"),
-        ("udp", 9999, bytes.fromhex("10cf872a") + bytes(16), "Reolink P2P"),
+        ("udp", 40123, b"PTCP" + bytes(20), ("Dahua PTCP relay", "ptcp")),  # the relay has no fixed port
+        ("udp", 9999, bytes.fromhex("3acf872a") + bytes(16), ("Reolink P2P", "baichuan-p2p")),
+        ("udp", 9999, bytes.fromhex("10cf872a") + bytes(16), ("Reolink P2P", "baichuan-relay")),
         ("udp", 9999, b"\x00" * 20, None),  # the port alone is no evidence
         ("udp", 8800, b"DHG", None),
-        ("icmp", None, b"PTCP", "Dahua PTCP relay"),
+        ("icmp", None, b"PTCP", ("Dahua PTCP relay", "ptcp")),
     ],
 )
-def test_payload_signatures(transport: str, port: int | None, payload: bytes, expected: str | None) -> None:
+def test_payload_signatures(
+    transport: str, port: int | None, payload: bytes, expected: tuple[str, str] | None
+) -> None:
     found = CATALOGUE.match_payload(transport, port, payload)
-    assert (found.name if found else None) == expected
+    assert ((found.service.name, found.app) if found else None) == expected
 
 
 def _load(tmp_path: Path, services: object) -> Catalogue:
@@ -94,11 +96,14 @@ GOOD = {"name": "Example Cloud", "operator": "Example Ltd", "jurisdiction": "GB"
         ({**GOOD, "domains": ["Example.org"]}, ".domains[0]", "lower-case"),
         ({**GOOD, "domains": ["org"]}, ".domains[0]", "lower-case"),
         ({**GOOD, "domains": "example.org"}, ".domains", "list"),
-        ({**GOOD, "signatures": ["ABCD"], "ports": ["udp/70000"]}, ".ports[0]", "transport/port"),
-        ({**GOOD, "signatures": ["ABCD"], "ports": ["sctp/80"]}, ".ports[0]", "transport/port"),
-        ({**GOOD, "signatures": ["AB"]}, ".signatures[0]", "4 bytes"),
-        ({**GOOD, "signatures": ["hex:zz"]}, ".signatures[0]", "hex"),
-        ({**GOOD, "signatures": ["Ωmega"]}, ".signatures[0]", "ASCII"),
+        ({**GOOD, "signatures": {"x": ["ABCD"]}, "ports": ["udp/70000"]}, ".ports[0]", "transport/port"),
+        ({**GOOD, "signatures": {"x": ["ABCD"]}, "ports": ["sctp/80"]}, ".ports[0]", "transport/port"),
+        ({**GOOD, "signatures": {"xy": ["AB"]}}, ".signatures.xy[0]", "4 bytes"),
+        ({**GOOD, "signatures": {"xy": ["hex:zz"]}}, ".signatures.xy[0]", "hex"),
+        ({**GOOD, "signatures": {"xy": ["Ωmega"]}}, ".signatures.xy[0]", "ASCII"),
+        ({**GOOD, "signatures": ["ABCD"]}, ".signatures", "app name"),
+        ({**GOOD, "signatures": {"Bad App": ["ABCD"]}}, ".signatures.Bad App", "lower-case"),
+        ({**GOOD, "signatures": {"xy": []}}, ".signatures.xy", "non-empty"),
         ({**GOOD, "domains": ["example.org"], "ports": ["udp/53"]}, ".ports", "narrow"),
         (GOOD, "services[0] (Example Cloud)", "could never match"),
         ("just a string", "services[0]", "mapping"),
@@ -126,7 +131,11 @@ def test_a_loaded_custom_catalogue_matches(tmp_path: Path) -> None:
     catalogue = _load(
         tmp_path,
         [
-            {**GOOD, "domains": ["example.org", "relay?.example.net"], "signatures": ["hex:cafef00d"]},
+            {
+                **GOOD,
+                "domains": ["example.org", "relay?.example.net"],
+                "signatures": {"cafe": ["hex:cafef00d"]},
+            },
             {**GOOD, "name": "Inner", "jurisdiction": "IE", "domains": ["inner.example.org"]},
         ],
     )
@@ -134,7 +143,8 @@ def test_a_loaded_custom_catalogue_matches(tmp_path: Path) -> None:
     assert catalogue.match_domain("www.example.org") == Service("Example Cloud", "Example Ltd", "GB")
     assert catalogue.match_domain("x.relay7.example.net") == Service("Example Cloud", "Example Ltd", "GB")
     assert catalogue.match_domain("relay77.example.net") is None  # ? is exactly one character
-    assert catalogue.match_payload("tcp", 443, bytes.fromhex("cafef00d01")) is not None
+    found = catalogue.match_payload("tcp", 443, bytes.fromhex("cafef00d01"))
+    assert found is not None and (found.service.name, found.app) == ("Example Cloud", "cafe")
 
 
 @FUZZ
@@ -142,5 +152,5 @@ def test_a_loaded_custom_catalogue_matches(tmp_path: Path) -> None:
 def test_matchers_survive_garbage(name: str, payload: bytes, port: int) -> None:
     found = CATALOGUE.match_domain(name)
     assert found is None or found in CATALOGUE.services
-    found = CATALOGUE.match_payload("udp", port, payload)
-    assert found is None or found in CATALOGUE.services
+    match = CATALOGUE.match_payload("udp", port, payload)
+    assert match is None or match.service in CATALOGUE.services

@@ -30,9 +30,16 @@ STREAM = FlowFacts(
 CHATTER = FlowFacts("tcp", 50001, 443, 2_000, 10, 6_000, 10, 3.0, "tls")
 
 
-@pytest.mark.parametrize("app", ["rtsp", "rtp", "rtcp", "rtmp", "srt", "hls"])
+@pytest.mark.parametrize(
+    "app", ["rtsp", "rtp", "rtcp", "rtmp", "srt", "hls", "webrtc", "ptcp", "baichuan-relay"]
+)
 def test_streaming_apps_are_footage(app: str) -> None:
     assert classify(dataclasses.replace(CHATTER, app=app), CFG) == ("footage", f"app={app}")
+
+
+@pytest.mark.parametrize("app", ["mqtt", "stun", "dh-p2p", "baichuan-p2p"])
+def test_signalling_and_messaging_apps_are_telemetry_even_when_video_shaped(app: str) -> None:
+    assert classify(dataclasses.replace(STREAM, app=app), CFG) == ("telemetry", f"app={app}")
 
 
 @pytest.mark.parametrize("app", ["dns", "ntp", "dhcp"])
@@ -51,6 +58,8 @@ def test_infrastructure_apps(app: str) -> None:
         (123, "infrastructure"),
         (67, "infrastructure"),
         (68, "infrastructure"),
+        (1883, "telemetry"),
+        (8883, "telemetry"),
     ],
 )
 def test_well_known_ports_on_either_end(port: int, category: str) -> None:
@@ -99,6 +108,34 @@ def test_video_shape_boundaries_are_inclusive() -> None:
     assert classify(edge, CFG) == ("footage", "upstream 256 kbit/s >= 256")
 
 
+# 2.5 MB down from the vendor, 40 kB of requests and ACKs up: a firmware update.
+DOWNLOAD = FlowFacts("tcp", 50002, 80, 40_000, 900, 2_500_000, 1800, 20.0, "http", "Reolink cloud")
+
+
+def test_large_download_from_a_vendor_service_is_firmware() -> None:
+    assert classify(DOWNLOAD, CFG) == ("firmware", "download 2.5 MB from Reolink cloud")
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"service": None}, "an unknown server is not the vendor's update service"),
+        ({"down_bytes": 999_999}, "under 1 MB"),
+        ({"up_bytes": 250_001}, "less than 10x what went up: an exchange, not a download"),
+    ],
+)
+def test_not_firmware(change: dict, why: str) -> None:
+    assert classify(dataclasses.replace(DOWNLOAD, **change), CFG)[0] == "telemetry", why
+
+
+def test_vendor_service_that_is_not_video_shaped_is_its_telemetry() -> None:
+    api = dataclasses.replace(CHATTER, service="Hik-Connect")
+    assert classify(api, CFG) == ("telemetry", "service=Hik-Connect")
+    # a relay without a signature (TLS to the vendor) is footage by its shape
+    relay = dataclasses.replace(STREAM, service="EZVIZ")
+    assert classify(relay, CFG) == ("footage", "upstream 2048 kbit/s >= 256")
+
+
 def test_small_flow_is_telemetry() -> None:
     assert classify(CHATTER, CFG) == ("telemetry", "default")
     icmp = FlowFacts("icmp", None, None, 840, 10, 840, 10, 9.0, None)
@@ -115,7 +152,8 @@ FACTS = st.builds(
     down_bytes=st.integers(0, 10**12),
     down_packets=st.integers(0, 10**9),
     duration=st.floats(0, 10**7),
-    app=st.one_of(st.none(), st.sampled_from(["dns", "rtsp", "tls", "http", "quic", "rtp"])),
+    app=st.one_of(st.none(), st.sampled_from(["dns", "rtsp", "tls", "http", "quic", "rtp", "ptcp", "mqtt"])),
+    service=st.one_of(st.none(), st.sampled_from(["Hik-Connect", "Reolink cloud"])),
 )
 
 
@@ -124,3 +162,4 @@ def test_always_answers_a_known_category(facts: FlowFacts) -> None:
     category, reason = classify(facts, CFG)
     assert category in CATEGORIES
     assert category != "footage" or reason.startswith(("app=", "port=", "upstream "))
+    assert category != "firmware" or (facts.service is not None and facts.service in reason)
