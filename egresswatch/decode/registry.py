@@ -82,7 +82,12 @@ class Decoder:
     def ethertype(self, etype: int, buf: bytes, off: int, end: int, pkt: Packet) -> str | None:
         pkt.l3_proto = etype
         layer = self._ethertypes.get(etype)
-        return None if layer is None else layer(self, buf, off, end, pkt)
+        if layer is None:
+            # Not ours to decode (ARP, LLDP, ...): leave its bytes where the hooks can read them.
+            pkt.payload_off = off
+            pkt.payload_end = end
+            return None
+        return layer(self, buf, off, end, pkt)
 
     def knows_ethertype(self, etype: int) -> bool:
         return etype in self._ethertypes
