@@ -8,9 +8,13 @@ Process layout (one design for one worker or many):
   interface, all joined in one ``PACKET_FANOUT_HASH`` group per interface so both directions of a
   flow land on the same worker, and runs a whole ``Pipeline`` on its share.
 
-Workers talk to the parent over a ``multiprocessing`` pipe: event lines, and once a second a
-snapshot of their own metrics registry. The parent's ``WorkerMetrics`` collector sums the latest
-snapshots at scrape time (gauges that are timestamps take the maximum, ``capture_up`` the minimum).
+Workers (daemon_worker.py) talk to the parent over a ``multiprocessing`` pipe: event lines, and
+once a second a snapshot of their own metrics registry. A worker that dies is restarted with
+backoff (its counters stay in the sum, so none goes backwards); a crash loop, or the death of a
+``--pcap`` replay's worker, stops the daemon with exit code 1, never a daemon half running.
+
+The parent's ``WorkerMetrics`` collector sums the latest snapshots at scrape time (gauges that are
+timestamps take the maximum, ``capture_up`` the minimum).
 We chose this over prometheus-client's multiprocess mode because the pipeline's per-packet
 counters are read by custom collectors at scrape time, which multiprocess mode cannot run.
 
@@ -24,13 +28,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copyreg
+import dataclasses
 import logging
 import multiprocessing
 import os
+import pwd
 import select
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import MappingProxyType
@@ -39,16 +46,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from egresswatch.bpf import build_filter
-from egresswatch.capture.files import open_capture
-from egresswatch.capture.live import CaptureStats, LiveSource, PacedSource
 from egresswatch.config import Config, ConfigError, load_config
-from egresswatch.daemon_http import MetricsServer, WorkerMetrics, daemon_families, read_users, snapshot
+from egresswatch.daemon_http import MetricsServer, WorkerMetrics
+from egresswatch.daemon_worker import Replay, worker_main
 from egresswatch.geo import Geo, GeoError
-from egresswatch.pipeline import Pipeline
-from egresswatch.privileges import drop_privileges
+from egresswatch.passwords import UsersFileError, Verifier, read_users
+from egresswatch.privileges import CAP_NET_RAW, drop_privileges
 from egresswatch.sdnotify import Notifier
-from egresswatch.sinks.events import EventSink
-from egresswatch.sinks.metrics import MetricsSink, new_metric
+from egresswatch.sinks.metrics import new_metric
 
 log = logging.getLogger("egresswatch.daemon")
 
@@ -58,6 +63,13 @@ SHUTDOWN_GRACE = 4.0
 the issue asks for exit within 5 s."""
 STALE_SNAPSHOT = 10.0
 """A worker that has sent nothing for this long fails /healthz."""
+RESTART_FIRST = 1.0
+RESTART_MAX = 30.0
+"""A dead worker is restarted after 1 s, doubling with every recent death up to 30 s."""
+RESTART_WINDOW = 600.0
+MAX_RESTARTS = 3
+"""More deaths than this within RESTART_WINDOW is a crash loop: the daemon exits 1 so that systemd
+(or whoever runs it) sees the failure, instead of a daemon that keeps half its capture down."""
 
 
 def _mapping_proxy(items: dict[str, Any]) -> MappingProxyType[str, Any]:
@@ -69,45 +81,67 @@ copyreg.pickle(MappingProxyType, lambda proxy: (_mapping_proxy, (dict(proxy),)))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``egresswatch run`` (cli.py registers the command)."""
+    """Arguments of ``egresswatch run`` (cli.py registers the command). Everything else is config."""
     parser.add_argument("-c", "--config", required=True, metavar="CONFIG", help="YAML configuration file")
     parser.add_argument("--pcap", metavar="FILE",
                         help="replay FILE at its own pace through the live path instead of capturing")
     parser.add_argument("--speed", type=float, default=1.0, metavar="X",
                         help="with --pcap: play X times faster (default 1)")
-    parser.add_argument("--events", default="-", metavar="PATH",
-                        help="JSON-lines events file, rotated by size ('-' for stdout, the default)")
-    parser.add_argument("--events-max-mb", type=int, default=100, metavar="MB",
-                        help="rotate the events file at this size (default 100)")
-    parser.add_argument("--events-backups", type=int, default=5, metavar="N",
-                        help="rotated event files to keep (default 5)")
-    parser.add_argument("--user", metavar="NAME",
-                        help="drop root to this user once the capture handles are open")
-    parser.add_argument("--tls-cert", metavar="PEM", help="serve /metrics over HTTPS with this certificate")
-    parser.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
-    parser.add_argument("--basic-auth-users", metavar="FILE",
-                        help="require HTTP basic auth; FILE has user:sha256-hex-of-password lines")
+    parser.add_argument("--events", metavar="PATH",
+                        help="overrides events.path: JSON-lines events file ('-' for stdout)")
+    parser.add_argument("--user", metavar="NAME", help="overrides capture.user: drop root to this user")
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run until SIGTERM/SIGINT; 0 on a clean stop, 2 on a config error at start, 1 if a worker died."""
+    """Run until SIGTERM/SIGINT; 0 on a clean stop, 2 on a config error at start, 1 if workers
+    keep dying (or the one worker of a --pcap replay died)."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(processName)s %(message)s")
-    config = load_config(args.config)
     if args.pcap and args.speed <= 0:
         raise ConfigError("--speed", "must be positive")
-    return Daemon(args, config, build_filter(config)).run()
+    config = load_with_overrides(args)
+    replay = Replay(args.pcap, args.speed) if args.pcap else None
+    return Daemon(Path(args.config), args, config, build_filter(config), replay).run()
+
+
+def load_with_overrides(args: argparse.Namespace) -> Config:
+    """The config file with the command line's ``--events``/``--user`` applied (at start and reload)."""
+    config = load_config(args.config)
+    if args.events is not None:
+        path = args.events if args.events == "-" else str(Path(args.events).resolve())
+        config = dataclasses.replace(config, events=dataclasses.replace(config.events, path=path))
+    if args.user is not None:
+        try:
+            pwd.getpwnam(args.user)
+        except KeyError:
+            raise ConfigError("--user", f"no such user {args.user!r} on this machine") from None
+        config = dataclasses.replace(config, capture=dataclasses.replace(config.capture, user=args.user))
+    return config
 
 
 # ---------------------------------------------------------------------------------------- parent
 
 
+@dataclass
+class _Slot:
+    """One worker position: the process running in it now, and its recent deaths."""
+
+    index: int
+    process: multiprocessing.Process | None = None
+    conn: Connection | None = None
+    deaths: list[float] = field(default_factory=list)
+    restart_at: float | None = None
+    done: bool = False
+
+
 class Daemon:
-    def __init__(self, args: argparse.Namespace, config: Config, bpf: str) -> None:
+    def __init__(self, config_path: Path, args: argparse.Namespace, config: Config, bpf: str,
+                 replay: Replay | None) -> None:
         self.args = args
         self.config = config
         self.bpf = bpf
-        self.config_path = Path(args.config)
+        self.replay = replay
+        self.config_path = config_path
         self.config_mtime = _mtime(self.config_path)
         self.registry = CollectorRegistry()
         self.worker_metrics = WorkerMetrics()
@@ -115,57 +149,77 @@ class Daemon:
         self.reload_failures = new_metric("egresswatch_config_reload_failures_total", self.registry)
         self.reload_success = new_metric("egresswatch_config_last_reload_success", self.registry)
         self.reload_success.set(1)
-        self.events = EventWriter(args.events, args.events_max_mb << 20, args.events_backups)
+        events = config.events
+        self.events = EventWriter(events.path, events.max_mb << 20, events.backups)
         self.notifier = Notifier()
-        self.workers: list[tuple[multiprocessing.Process, Connection]] = []
+        self.context = multiprocessing.get_context("fork")
+        self.fanout_base = os.getpid()
+        count = 1 if replay else config.capture.workers
+        self.slots = [_Slot(index) for index in range(count)]
+        self.server: MetricsServer | None = None
         self.ready: set[int] = set()
-        self.done: set[int] = set()
         self.signals: list[int] = []
 
     def run(self) -> int:
+        if not self.replay and not self.config.capture.interfaces:
+            raise ConfigError("capture.interfaces", "no interface to capture on (or use --pcap)")
+        metrics = self.config.metrics
+        try:
+            users = Verifier(read_users(metrics.basic_auth_users)) if metrics.basic_auth_users else None
+        except (OSError, UsersFileError) as exc:
+            raise ConfigError("metrics.basic_auth_users", str(exc)) from exc
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, lambda signum, _frame: self.signals.append(signum))
-        workers = 1 if self.args.pcap else self.config.capture.workers
-        if not self.args.pcap and not self.config.capture.interfaces:
-            raise ConfigError("capture.interfaces", "no interface to capture on (or use --pcap)")
-        fanout_base = os.getpid()
-        context = multiprocessing.get_context("fork")
-        for index in range(workers):
-            parent_end, child_end = context.Pipe()
-            process = context.Process(target=_worker_main, name=f"worker-{index}",
-                                      args=(self.args, self.config, self.bpf, fanout_base, child_end))
-            process.start()
-            child_end.close()
-            self.workers.append((process, parent_end))
-        users = read_users(self.args.basic_auth_users) if self.args.basic_auth_users else None
-        server = MetricsServer(self.config.metrics.listen_host, self.config.metrics.listen_port,
-                               self.registry, self.health, tls_cert=self.args.tls_cert,
-                               tls_key=self.args.tls_key, users=users)
-        log.info("serving /metrics and /healthz on %s:%d", self.config.metrics.listen_host, server.port)
-        if self.args.user:
-            drop_privileges(self.args.user, keep=())
+        for slot in self.slots:
+            self._start(slot)
+        self.server = MetricsServer(metrics.listen_host, metrics.listen_port, self.registry, self.health,
+                                    tls_cert=metrics.tls_cert, tls_key=metrics.tls_key, users=users)
+        log.info("serving /metrics and /healthz on %s:%d%s", metrics.listen_host, self.server.port,
+                 " (HTTPS)" if metrics.tls_cert else "")
+        if self.config.capture.user:
+            # CAP_NET_RAW stays: a worker restarted later must open its capture handles again.
+            drop_privileges(self.config.capture.user, keep=(CAP_NET_RAW,))
         try:
-            code = self._loop(wake_r)
+            return self._loop(wake_r)
         finally:
-            server.close()
+            self.server.close()
             self.events.close()
-        return code
+
+    def _start(self, slot: _Slot) -> None:
+        """Fork a worker into ``slot`` with the running config."""
+        parent_end, child_end = self.context.Pipe()
+        inherited: list[Any] = [other.conn for other in self.slots if other.conn is not None]
+        if self.server is not None:
+            inherited.append(self.server.listener)
+        slot.process = self.context.Process(
+            target=worker_main, name=f"worker-{slot.index}",
+            args=(self.config, self.bpf, self.replay, self.fanout_base, child_end, inherited))
+        slot.process.start()
+        child_end.close()
+        slot.conn = parent_end
+        slot.restart_at = None
+        slot.done = False
 
     def _loop(self, wake_r: int) -> int:
-        conns = {conn: index for index, (_, conn) in enumerate(self.workers)}
         while True:
-            self.notifier.watchdog(time.monotonic())
-            readable, _, _ = select.select([wake_r, *conns], [], [], SNAPSHOT_SECONDS)
+            now = time.monotonic()
+            self.notifier.watchdog(now)
+            due = [slot.restart_at - now for slot in self.slots if slot.restart_at is not None]
+            conns = {slot.conn: slot for slot in self.slots if slot.conn is not None}
+            readable, _, _ = select.select([wake_r, *conns], [], [], max(0.0, min([SNAPSHOT_SECONDS, *due])))
             if wake_r in readable:
                 os.read(wake_r, 512)
             for conn in readable:
-                if conn is not wake_r and not self._receive(conn, conns[conn]):
-                    log.error("worker-%d exited unexpectedly; stopping", conns[conn])
-                    self._stop(conns)
+                if conn is not wake_r and not self._receive(conns[conn]) and not self._died(conns[conn]):
+                    self._stop()
                     return 1
+            for slot in self.slots:
+                if slot.restart_at is not None and time.monotonic() >= slot.restart_at:
+                    log.info("restarting worker-%d", slot.index)
+                    self._start(slot)
             while self.signals:
                 signum = self.signals.pop(0)
                 if signum == signal.SIGHUP:
@@ -173,56 +227,83 @@ class Daemon:
                 else:
                     log.info("%s: flushing open flows and stopping", signal.Signals(signum).name)
                     self.notifier.stopping()
-                    self._stop(conns)
+                    self._stop()
                     return 0
             mtime = _mtime(self.config_path)
             if mtime is not None and mtime != self.config_mtime:
                 self.reload("config file changed")
 
-    def _receive(self, conn: Connection, index: int) -> bool:
-        """Handle every message waiting on ``conn``; False when the worker is gone."""
+    def _receive(self, slot: _Slot) -> bool:
+        """Handle every message waiting from ``slot``'s worker; False when the worker is gone."""
+        assert slot.conn is not None
         try:
-            while conn.poll():
-                kind, payload = conn.recv()
+            while slot.conn.poll():
+                kind, payload = slot.conn.recv()
                 if kind == "events":
                     self.events.write(payload)
                 elif kind == "metrics":
-                    self.worker_metrics.update(index, payload)
+                    self.worker_metrics.update(slot.index, payload)
                 elif kind == "ready":
-                    self.ready.add(index)
-                    if len(self.ready) == len(self.workers):
-                        log.info("all %d workers capturing", len(self.workers))
+                    self.ready.add(slot.index)
+                    if len(self.ready) == len(self.slots):
+                        log.info("all %d workers capturing", len(self.slots))
                         self.notifier.ready()
                 elif kind == "done":
-                    self.done.add(index)
+                    slot.done = True
         except (EOFError, OSError):
-            return index in self.done
+            return slot.done
         return True
 
-    def _stop(self, conns: dict[Connection, int]) -> None:
+    def _died(self, slot: _Slot) -> bool:
+        """A worker exited without being asked: schedule its restart; False when the daemon must stop
+        instead (a --pcap replay cannot resume mid-file, or the worker is in a crash loop)."""
+        assert slot.process is not None and slot.conn is not None
+        slot.process.join(1.0)
+        log.error("worker-%d exited unexpectedly (exit code %s)", slot.index, slot.process.exitcode)
+        slot.conn.close()
+        slot.conn = None
+        self.worker_metrics.retire(slot.index)
+        now = time.monotonic()
+        slot.deaths = [t for t in slot.deaths if now - t < RESTART_WINDOW] + [now]
+        if self.replay is not None:
+            log.error("a --pcap replay cannot resume mid-file; stopping")
+            return False
+        if len(slot.deaths) > MAX_RESTARTS:
+            log.error("worker-%d died %d times in %.0f s; stopping (exit 1)", slot.index, len(slot.deaths),
+                      RESTART_WINDOW)
+            return False
+        delay = min(RESTART_FIRST * 2 ** (len(slot.deaths) - 1), RESTART_MAX)
+        log.warning("restarting worker-%d in %.0f s", slot.index, delay)
+        slot.restart_at = now + delay
+        return True
+
+    def _stop(self) -> None:
         """Ask every worker to flush and stop, and collect what they flush, within the grace time."""
-        for process, conn in self.workers:
-            if process.is_alive():
+        running = [slot for slot in self.slots if slot.conn is not None and slot.process is not None]
+        for slot in running:
+            if slot.process.is_alive():  # type: ignore[union-attr]
                 with contextlib.suppress(OSError):  # it died meanwhile; join below reaps it
-                    conn.send(("stop", None))
+                    slot.conn.send(("stop", None))  # type: ignore[union-attr]
         deadline = time.monotonic() + SHUTDOWN_GRACE
-        pending = {conn: index for conn, index in conns.items() if index not in self.done}
+        pending = {slot.conn: slot for slot in running if not slot.done}
         while pending and time.monotonic() < deadline:
             for conn in multiprocessing.connection.wait(list(pending), deadline - time.monotonic()):
-                index = pending[conn]
-                if not self._receive(conn, index) or index in self.done:
-                    pending.pop(conn)
-        for process, _ in self.workers:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                log.error("%s did not stop in time; killing it", process.name)
-                process.kill()
+                slot = pending[conn]  # type: ignore[index]
+                if not self._receive(slot) or slot.done:
+                    pending.pop(conn)  # type: ignore[arg-type]
+        for slot in running:
+            assert slot.process is not None
+            slot.process.join(max(0.0, deadline - time.monotonic()))
+            if slot.process.is_alive():
+                log.error("%s did not stop in time; killing it", slot.process.name)
+                slot.process.kill()
+                slot.process.join()
 
     def reload(self, why: str) -> None:
         """Load the config again; on any error keep the running one and count the failure."""
         self.config_mtime = _mtime(self.config_path)
         try:
-            config = load_config(self.config_path)
+            config = load_with_overrides(self.args)
             bpf = build_filter(config)
             if config.geoip != self.config.geoip:
                 Geo(config.geoip).close()  # the workers will open it; fail here, not there
@@ -232,13 +313,17 @@ class Daemon:
             self.reload_failures.inc()
             self.reload_success.set(0)
             return
-        for key in ("interfaces", "workers", "snaplen", "buffer_mb", "promiscuous"):
+        for key in ("interfaces", "workers", "snaplen", "buffer_mb", "promiscuous", "user"):
             if getattr(config.capture, key) != getattr(self.config.capture, key):
                 log.warning("capture.%s changed: takes effect at the next restart", key)
         if config.metrics != self.config.metrics:
             log.warning("metrics changed: takes effect at the next restart")
-        for _, conn in self.workers:
-            conn.send(("reload", (config, bpf)))
+        if config.events.path != self.config.events.path:
+            log.warning("events.path changed: takes effect at the next restart")
+        for slot in self.slots:
+            if slot.conn is not None:
+                with contextlib.suppress(OSError):  # a worker that just died restarts with the new one
+                    slot.conn.send(("reload", (config, bpf)))
         self.config = config
         self.bpf = bpf
         self.reload_success.set(1)
@@ -247,9 +332,10 @@ class Daemon:
     def health(self) -> tuple[bool, str]:
         """Healthy while every worker is alive and reported metrics recently."""
         ages = self.worker_metrics.ages(time.monotonic())
-        alive = [process.is_alive() for process, _ in self.workers]
-        if not all(alive) or len(ages) < len(self.workers) or max(ages.values()) > STALE_SNAPSHOT:
-            return False, f"unhealthy: {sum(alive)}/{len(self.workers)} workers alive and reporting"
+        alive = [slot.process is not None and slot.process.is_alive() and slot.conn is not None
+                 for slot in self.slots]
+        if not all(alive) or len(ages) < len(self.slots) or max(ages.values()) > STALE_SNAPSHOT:
+            return False, f"unhealthy: {sum(alive)}/{len(self.slots)} workers alive and reporting"
         down = self.worker_metrics.down_interfaces()
         if down:
             return True, "degraded: capture down on " + ", ".join(sorted(down))
@@ -296,135 +382,3 @@ def _mtime(path: Path) -> int | None:
         return path.stat().st_mtime_ns
     except OSError:
         return None  # mid-replace by an editor: look again next turn
-
-
-# ---------------------------------------------------------------------------------------- worker
-
-
-class _PipeStream:
-    """The text stream the worker's EventSink writes to; ``flush`` ships the lines to the parent."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._parts: list[str] = []
-
-    def write(self, text: str) -> int:
-        self._parts.append(text)
-        return len(text)
-
-    def flush(self) -> None:
-        if self._parts:
-            self._conn.send(("events", "".join(self._parts)))
-            self._parts.clear()
-
-
-class Worker:
-    """One capture process: its sources, its pipeline, its metrics registry."""
-
-    def __init__(self, args: argparse.Namespace, config: Config, bpf: str, fanout_base: int,
-                 conn: Connection) -> None:
-        self.conn = conn
-        self.stop = False
-        self.registry = CollectorRegistry()
-        self.events = _PipeStream(conn)
-        self.pipeline = Pipeline(config, [
-            EventSink(self.events, flows=config.events.flows),  # type: ignore[arg-type]
-            MetricsSink(self.registry, config.metrics.max_devices, totals=lambda: self.pipeline.totals),
-        ])
-        now = time.time()
-        self.sources: list[LiveSource | PacedSource] = []
-        if args.pcap:
-            self.sources.append(PacedSource(open_capture(args.pcap, bpf), args.speed, now))
-        fanout = config.capture.workers > 1
-        for index, interface in enumerate(() if args.pcap else config.capture.interfaces):
-            source = LiveSource(interface, snaplen=config.capture.snaplen,
-                                buffer_bytes=config.capture.buffer_mb << 20,
-                                promiscuous=config.capture.promiscuous, bpf=bpf,
-                                fanout_group=(fanout_base + index * 0x1001) & 0xFFFF if fanout else None)
-            source.open(now)
-            self.sources.append(source)
-        self.registry.register(_DaemonCollector(self.sources, self.pipeline))  # type: ignore[arg-type]
-
-    def run(self, wake_r: int) -> None:
-        self.conn.send(("ready", None))
-        next_snapshot = 0.0
-        while not self.stop:
-            now = time.time()
-            timeout = min([SNAPSHOT_SECONDS, *(source.idle_for(now) for source in self.sources)])
-            fds = [fd for fd in (source.fileno() for source in self.sources) if fd is not None]
-            readable, _, _ = select.select([wake_r, self.conn, *fds], [], [], timeout)
-            if wake_r in readable:
-                os.read(wake_r, 512)
-            self._commands()
-            now = time.time()
-            for source in self.sources:
-                batch = source.next_batch(now)
-                if batch.meta:
-                    self.pipeline.feed(batch)
-            self.pipeline.advance(now)
-            if now >= next_snapshot:
-                next_snapshot = now + SNAPSHOT_SECONDS
-                self._reopen_geo()
-                self._report()
-        self.pipeline.finish()
-        for source in self.sources:
-            source.close()
-        self._report()
-        self.conn.send(("done", None))
-
-    def _commands(self) -> None:
-        while self.conn.poll():
-            kind, payload = self.conn.recv()
-            if kind == "stop":
-                self.stop = True
-            elif kind == "reload":
-                config, bpf = payload
-                old = self.pipeline.config.geoip
-                self.pipeline.reload(config, Geo(config.geoip) if config.geoip != old else None)
-                for source in self.sources:
-                    if isinstance(source, LiveSource):
-                        source.set_filter(bpf)
-
-    def _reopen_geo(self) -> None:
-        """Pick up a GeoIP DB that geoipupdate replaced (written aside, then renamed over the old)."""
-        try:
-            if self.pipeline.geo.reopen_if_changed():
-                log.info("GeoIP database reopened")
-        except GeoError as exc:
-            log.error("GeoIP database replaced by an unusable file, keeping the old one: %s", exc)
-
-    def _report(self) -> None:
-        self.events.flush()
-        self.conn.send(("metrics", snapshot(self.registry)))
-
-
-class _DaemonCollector:
-    """This worker's capture counters (from libpcap) and GeoIP build times, at snapshot time."""
-
-    def __init__(self, sources: list[LiveSource | PacedSource], pipeline: Pipeline) -> None:
-        self._sources = sources
-        self._pipeline = pipeline
-
-    def collect(self) -> Any:
-        stats: dict[str, tuple[bool, CaptureStats]] = {s.name: (s.up, s.stats()) for s in self._sources}
-        return daemon_families(stats, self._pipeline.geo.build_timestamps())
-
-
-def _worker_main(args: argparse.Namespace, config: Config, bpf: str, fanout_base: int,
-                 conn: Connection) -> None:
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    # The parent decides about reloads; a terminal hang-up must not kill a worker.
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    worker = Worker(args, config, bpf, fanout_base, conn)
-
-    def on_stop(_signum: int, _frame: object) -> None:
-        worker.stop = True
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    if args.user:
-        drop_privileges(args.user)
-    worker.run(wake_r)
-

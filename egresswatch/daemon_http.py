@@ -2,15 +2,13 @@
 collector that merges the metrics snapshots the worker processes send.
 
 It runs in one server thread of the parent process and only reads: the registry collects at
-scrape time, ``/healthz`` asks a callable. Basic-auth passwords are stored as SHA-256 hex digests
-(``user:digest`` lines, e.g. from ``printf %s 'secret' | sha256sum``), never in clear text.
+scrape time, ``/healthz`` asks a callable. Basic-auth passwords are PBKDF2 hashes
+(egresswatch/passwords.py), never clear text.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import socket
 import ssl
 import threading
@@ -24,33 +22,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from egresswatch.passwords import Verifier
 from egresswatch.sinks.metrics import metric_doc
 
 Health = Callable[[], tuple[bool, str]]
 """Returns (healthy, one line of text for the body)."""
 
 
-def read_users(path: str | Path) -> dict[str, str]:
-    """``user:sha256-hex`` lines; blank lines and ``#`` comments are skipped."""
-    users = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        user, sep, digest = line.partition(":")
-        if not sep or len(digest) != 64:
-            raise ValueError(f"{path}:{number}: expected user:sha256-hex-digest")
-        users[user] = digest.lower()
-    return users
-
-
 class MetricsServer:
     """Serves until ``close``; ``port`` is the bound port (useful when listening on port 0)."""
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Health, *,
-                 tls_cert: str | None = None, tls_key: str | None = None,
-                 users: Mapping[str, str] | None = None) -> None:
-        handler = _handler(registry, health, dict(users or {}))
+                 tls_cert: Path | None = None, tls_key: Path | None = None,
+                 users: Verifier | None = None) -> None:
+        handler = _handler(registry, health, users or Verifier({}))
         family_host = host.strip("[]")
         server_class = type("Server", (ThreadingHTTPServer,), {"address_family": _family(family_host)})
         self._server = server_class((family_host, port), handler)
@@ -67,13 +52,17 @@ class MetricsServer:
         self._server.shutdown()
         self._server.server_close()
 
+    @property
+    def listener(self) -> socket.socket:
+        """The listening socket; a forked worker closes its inherited copy (it serves nothing)."""
+        return self._server.socket
+
 
 def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _handler(registry: CollectorRegistry, health: Health,
-             users: dict[str, str]) -> type[BaseHTTPRequestHandler]:
+def _handler(registry: CollectorRegistry, health: Health, users: Verifier) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if users and not self._authorised():
@@ -99,8 +88,7 @@ def _handler(registry: CollectorRegistry, health: Health,
                 user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
                 return False
-            digest = hashlib.sha256(password.encode()).hexdigest()
-            return hmac.compare_digest(digest, users.get(user, "0" * 64)) and user in users
+            return users.check(user, password)
 
         def _reply(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)
@@ -146,9 +134,16 @@ class WorkerMetrics(Collector):
 
     def __init__(self) -> None:
         self._latest: dict[int, tuple[float, Snapshot]] = {}
+        self._retired: Snapshot = []
+        """Counters of workers that died: kept in the sum so no counter ever goes backwards."""
 
     def update(self, worker: int, data: Snapshot) -> None:
         self._latest[worker] = (time.monotonic(), data)
+
+    def retire(self, worker: int) -> None:
+        """A worker died: keep its counters' last values, forget its gauges and its age."""
+        _, data = self._latest.pop(worker, (0.0, []))
+        self._retired += [family for family in data if family[1] == "counter"]
 
     def ages(self, now: float) -> dict[int, float]:
         return {worker: now - at for worker, (at, _) in list(self._latest.items())}
@@ -163,7 +158,7 @@ class WorkerMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         families: dict[str, Metric] = {}
         values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
-        for _, data in list(self._latest.values()):
+        for data in [self._retired, *(data for _, data in list(self._latest.values()))]:
             for name, kind, help_text, samples in data:
                 if name not in families:
                     families[name] = Metric(name, help_text, kind)

@@ -2,7 +2,8 @@
 
 Both ends of the pair live inside namespaces the test creates, so nothing a test sends can reach a
 real network. The capture end has no IP address, like a span port; both namespaces get a loopback,
-so the daemon's metrics endpoint is reachable with ``ip netns exec``. Names carry the pid and a
+so the daemon's metrics endpoint is reachable with ``ip netns exec`` (a Python one-liner fetches it:
+no curl needed). Names carry the pid and a
 counter, so parallel test runs do not collide, and teardown runs even when the test fails.
 
 ``write_site_pcap`` builds a small capture whose every frame we know: it is the ground truth of
@@ -160,7 +161,8 @@ def write_site_pcap(path: Path, scale: int = 1, sport_offset: int = 0) -> SitePc
     return truth
 
 
-def write_config(path: Path, interface: str, workers: int = 1, extra: str = "") -> Path:
+def write_config(path: Path, interface: str, workers: int = 1, extra: str = "",
+                 port: int = METRICS_PORT) -> Path:
     path.write_text(f"""\
 devices:
   - {{name: cam1, mac: "{CAM1[0]}", ip: {CAM1[1]}, vendor: hikvision, group: cameras}}
@@ -173,7 +175,7 @@ groups:
 events:
   flows: devices
 metrics:
-  listen: 127.0.0.1:{METRICS_PORT}
+  listen: 127.0.0.1:{port}
 capture:
   interfaces: [{interface}]
   workers: {workers}
@@ -182,18 +184,32 @@ capture:
     return path
 
 
+_FETCH = """\
+import sys, urllib.error, urllib.request
+try:
+    reply = urllib.request.urlopen(sys.argv[1], timeout=5)
+except urllib.error.HTTPError as exc:
+    reply = exc
+except OSError:
+    sys.exit(0)
+sys.stdout.write(f"{reply.status}\\n" + reply.read().decode())
+"""
+
+
 @dataclass
 class RunningDaemon:
     pair: VethPair
     process: subprocess.Popen
     events: Path
+    port: int = METRICS_PORT
+    log: Path | None = None
 
     def get(self, path: str) -> tuple[int, str]:
-        result = subprocess.run(
-            self.pair.command(self.pair.capture_ns, ["curl", "-s", "-o", "-", "-w", "\n%{http_code}",
-                                                     f"http://127.0.0.1:{METRICS_PORT}{path}"]),
-            capture_output=True, text=True, timeout=10)
-        body, _, code = result.stdout.rpartition("\n")
+        """(status, body) of a GET inside the capture namespace; (0, "") while nothing listens."""
+        url = f"http://127.0.0.1:{self.port}{path}"
+        argv = self.pair.command(self.pair.capture_ns, [sys.executable, "-I", "-c", _FETCH, url])
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        code, _, body = result.stdout.partition("\n")
         return int(code or 0), body
 
     def metric(self, name: str, **labels: str) -> float | None:
@@ -232,13 +248,17 @@ def metric_value(body: str, name: str, **labels: str) -> float | None:
 
 
 @contextmanager
-def daemon(pair: VethPair, config: Path, tmp: Path, *extra: str) -> Iterator[RunningDaemon]:
-    events = tmp / "events.jsonl"
-    log = (tmp / "daemon.log").open("w")
+def daemon(pair: VethPair, config: Path, tmp: Path, *extra: str, port: int = METRICS_PORT,
+           name: str = "daemon") -> Iterator[RunningDaemon]:
+    """Run ``egresswatch run`` in the capture namespace; events to ``tmp/<name>.jsonl`` (``events.jsonl``
+    for the default name), its log to ``tmp/<name>.log``; killed on the way out if still running."""
+    events = tmp / ("events.jsonl" if name == "daemon" else f"{name}.jsonl")
+    log_path = tmp / f"{name}.log"
+    log = log_path.open("w")
     argv = [sys.executable, "-m", "egresswatch", "run", "-c", str(config), "--events", str(events), *extra]
     process = pair.popen(pair.capture_ns, argv, stdout=log, stderr=subprocess.STDOUT,
                          cwd=Path(__file__).resolve().parents[2])
-    running = RunningDaemon(pair, process, events)
+    running = RunningDaemon(pair, process, events, port, log_path)
     try:
         running.wait_for(lambda: running.get("/healthz")[0] == 200, "/healthz")
         yield running
