@@ -25,7 +25,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from capgen import addressing, damaged, encapsulated, school  # noqa: E402
+from capgen import addressing, damaged, encapsulated, school, vendors  # noqa: E402
 from capgen.capture import Capture, Interface, pcap_bytes, pcapng_bytes  # noqa: E402
 from capgen.geoip import write_databases  # noqa: E402
 from capgen.summary import summarize  # noqa: E402
@@ -66,6 +66,7 @@ OUTPUTS = (
     ),
     Output("malformed.pcap", damaged.malformed),
     Output("truncated.pcap", damaged.truncated),
+    Output("services.pcap", vendors.build),
 )
 
 

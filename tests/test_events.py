@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from support.flow_reports import CAMERA, T0, local_report, report
 
-from egresswatch.model import Place, Totals, Verdict
+from egresswatch.model import Place, Service, Totals, Verdict
 from egresswatch.sinks.events import EventSink
 
 
@@ -130,3 +130,20 @@ def test_one_line_per_record_and_close_flushes(tmp_path: Path) -> None:
 def test_rejects_unknown_flow_filter() -> None:
     with pytest.raises(ValueError, match="flows must be one of"):
         EventSink(io.StringIO(), flows="cameras")
+
+
+def test_service_and_operator_jurisdiction_sit_next_to_the_servers_country() -> None:
+    out = io.StringIO()
+    sink = EventSink(out)
+    ezviz = Service("EZVIZ", "Hangzhou EZVIZ Network Co., Ltd.", "CN")
+    relay = report(service=ezviz, place=Place("DE", 64502, "Example EU Hosting", "GeoLite2-Country"))
+    sink.flow(relay)
+    sink.alert(relay)
+    flow, alert = lines(out)
+    for record in (flow, alert):
+        assert record["egresswatch"]["service"] == {
+            "name": "EZVIZ", "operator": "Hangzhou EZVIZ Network Co., Ltd.", "jurisdiction": "CN",
+        }
+        assert record["destination"]["geo"]["country_iso_code"] == "DE"
+    expected = "footage to DE (service EZVIZ, operator in CN) not allowed for group cameras"
+    assert alert["rule"]["name"] == expected

@@ -46,6 +46,7 @@ def test_every_documented_capture_is_there() -> None:
         "multi.pcapng",
         "malformed.pcap",
         "truncated.pcap",
+        "services.pcap",
     }
     assert set(CAPTURES) == expected
     readme = (PCAPS / "README.md").read_text()
@@ -73,6 +74,7 @@ def test_check_notices_a_stale_file(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
     shutil.copytree(PCAPS, copy / "pcaps", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "config", copy / "config")
+    shutil.copytree(ROOT / "egresswatch" / "data", copy / "egresswatch" / "data")  # the catalogue
     truth = copy / "pcaps" / "vxlan.truth.json"
     truth.write_text(truth.read_text().replace('"packets"', '"packets" ', 1))
     result = _generate_check(copy / "pcaps" / "generate.py")
@@ -105,10 +107,12 @@ def test_truth_is_self_consistent(capture: str) -> None:
         for row in device["egress"]:
             assert ISO_OR_UNKNOWN.match(row["country"])
             assert row["verdict"] in ("allowed", "violation")
-            assert row["category"] in ("footage", "telemetry", "infrastructure")
+            assert row["category"] in ("footage", "telemetry", "firmware", "infrastructure")
             assert 1 <= row["destinations"] <= row["flows"] <= row["packets_out"]
             assert row["bytes_out"] >= 20 * row["packets_out"]
             assert row["domains"] == sorted(set(row["domains"]))
+            assert row["services"] == sorted(set(row["services"]))
+            assert len(row["jurisdictions"]) <= len(row["services"])
             rows_by_key[(device["name"], row["country"], row["category"], row["verdict"])] = row
     egress_bytes = sum(r["bytes_out"] + r["bytes_in"] for r in rows_by_key.values())
     assert egress_bytes <= totals["ip_bytes"]
@@ -123,6 +127,8 @@ def test_truth_is_self_consistent(capture: str) -> None:
         assert re.fullmatch(r"2026-01-12T08:0\d:\d\d\.\d{6}Z", alert["first_seen"])
         row = rows_by_key[(alert["device"], alert["country"], alert["category"], "violation")]
         assert alert["domain"] is None or alert["domain"] in row["domains"]
+        assert alert["service"] is None or alert["service"] in row["services"]
+        assert (alert["service"] is None) == (alert["jurisdiction"] is None)
         alerted[(alert["device"], alert["country"], alert["category"])] += alert["bytes_out"]
     violations = {k[:3]: r["bytes_out"] for k, r in rows_by_key.items() if k[3] == "violation"}
     assert alerted == violations, "every violating byte belongs to exactly one alert"

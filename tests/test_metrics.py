@@ -1,15 +1,16 @@
 from __future__ import annotations
 
+import dataclasses
 import platform
 import re
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from support.flow_reports import CAMERA, DISCOVERED, T0, local_report, report
+from support.flow_reports import CAMERA, CHINA, DISCOVERED, T0, local_report, report
 
 from egresswatch import __version__
-from egresswatch.model import Device, Totals, Verdict
+from egresswatch.model import Device, Service, Totals, Verdict
 from egresswatch.sinks.metrics import METRICS, MetricsSink, render
 
 ARCHITECTURE = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
@@ -34,7 +35,8 @@ def series(samples: Samples, name: str) -> list[dict[str, str]]:
 
 
 FOOTAGE_CN = {"device": "cam-entrance", "group": "cameras", "vendor": "hikvision", "country": "CN",
-              "category": "footage", "verdict": "violation"}
+              "jurisdiction": "unknown", "category": "footage", "verdict": "violation"}
+EZVIZ = Service("EZVIZ", "Hangzhou EZVIZ Network Co., Ltd.", "CN")
 
 
 def test_device_bytes_add_the_deltas_of_each_report() -> None:
@@ -65,8 +67,8 @@ def test_alerts_count_violations_and_stamp_the_packet_time() -> None:
     assert series(scrape(registry), "egresswatch_policy_violations_total") == []
     sink.alert(report(end=T0 + 10))
     sink.alert(report(end=T0 + 1000))
-    labels = {"device": "cam-entrance", "group": "cameras", "country": "CN", "category": "footage",
-              "severity": "critical"}
+    labels = {"device": "cam-entrance", "group": "cameras", "country": "CN", "jurisdiction": "unknown",
+              "category": "footage", "severity": "critical"}
     samples = scrape(registry)
     assert value(samples, "egresswatch_policy_violations_total", **labels) == 2
     assert value(samples, "egresswatch_policy_violation_last_timestamp_seconds", **labels) == T0 + 1000
@@ -169,8 +171,8 @@ def test_sink_exposes_every_non_daemon_metric_with_its_type() -> None:
 
 
 def test_no_label_can_hold_an_address_port_or_name() -> None:
-    allowed = {"device", "group", "vendor", "role", "country", "category", "verdict", "severity", "reason",
-               "database", "version", "python", "interface"}
+    allowed = {"device", "group", "vendor", "role", "country", "jurisdiction", "category", "verdict",
+               "severity", "reason", "database", "version", "python", "interface"}
     assert {label for doc in METRICS for label in doc.labels} <= allowed
 
 
@@ -181,3 +183,16 @@ def test_severity_and_verdict_labels_take_the_report_values() -> None:
     (labels,) = series(scrape(registry), "egresswatch_policy_violations_total")
     assert labels["severity"] == "warning"
     assert labels["category"] == "telemetry"
+
+
+def test_jurisdiction_label_is_the_operators_home_next_to_the_servers_country() -> None:
+    registry = CollectorRegistry()
+    sink = MetricsSink(registry, max_devices=10)
+    relay_in_de = report(place=dataclasses.replace(CHINA, country="DE"), service=EZVIZ)
+    sink.flow(relay_in_de)
+    sink.alert(relay_in_de)
+    samples = scrape(registry)
+    egress = {**FOOTAGE_CN, "country": "DE", "jurisdiction": "CN"}
+    assert value(samples, "egresswatch_device_egress_bytes_total", **egress) == 5000
+    (labels,) = series(samples, "egresswatch_policy_violations_total")
+    assert (labels["country"], labels["jurisdiction"]) == ("DE", "CN")

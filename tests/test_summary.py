@@ -9,7 +9,7 @@ from rich.text import Text
 from support.flow_reports import DISCOVERED, T0, local_report, report
 
 from egresswatch.config import Config, parse_config
-from egresswatch.model import Device, FlowReport, Place, Totals, Verdict
+from egresswatch.model import Device, FlowReport, Place, Service, Totals, Verdict
 from egresswatch.sinks.summary import SummarySink, human_bytes, render_table
 
 YARD = Device("cam-yard", "cameras", "dahua", "camera")
@@ -38,12 +38,15 @@ def summary_of(config: Config, calls: list[tuple[str, FlowReport]], totals: Tota
     return sink.to_dict()
 
 
+EZVIZ = Service("EZVIZ", "Hangzhou EZVIZ Network Co., Ltd.", "CN")
+
+
 def test_full_summary(config: Config) -> None:
     dns = report(transport="udp", src_port=53001, dst_ip="192.0.2.53", dst_port=53, place=US, domain=None,
                  category="infrastructure", verdict=ALLOWED, delta_src_bytes=70, delta_dst_bytes=130,
                  delta_src_packets=1)
     second_flow = report(start=T0 + 5, src_port=40001, dst_ip="203.0.113.10", domain="relay.example.net",
-                         delta_src_bytes=1000, delta_dst_bytes=50, delta_src_packets=2)
+                         delta_src_bytes=1000, delta_dst_bytes=50, delta_src_packets=2, service=EZVIZ)
     update = report(action="flow_update", delta_src_bytes=3000, delta_dst_bytes=500, delta_src_packets=6)
     calls = [
         ("flow", update),
@@ -64,9 +67,11 @@ def test_full_summary(config: Config) -> None:
              "egress": [
                  {"country": "CN", "category": "footage", "verdict": "violation", "bytes_out": 6000,
                   "bytes_in": 750, "packets_out": 12, "flows": 2, "destinations": 2,
-                  "domains": ["cloud.example.com", "relay.example.net"]},
+                  "domains": ["cloud.example.com", "relay.example.net"], "services": ["EZVIZ"],
+                  "jurisdictions": ["CN"]},
                  {"country": "US", "category": "infrastructure", "verdict": "allowed", "bytes_out": 70,
-                  "bytes_in": 130, "packets_out": 1, "flows": 1, "destinations": 1, "domains": []},
+                  "bytes_in": 130, "packets_out": 1, "flows": 1, "destinations": 1, "domains": [],
+                  "services": [], "jurisdictions": []},
              ]},
             {"name": "cam-yard", "group": "cameras", "vendor": None, "role": "camera",
              "macs": [], "ips": [], "egress": []},
@@ -77,8 +82,8 @@ def test_full_summary(config: Config) -> None:
         ],
         "alerts": [
             {"device": "cam-entrance", "country": "CN", "category": "footage", "severity": "critical",
-             "destination_ip": "203.0.113.9", "domain": "cloud.example.com",
-             "first_seen": "2026-01-12T08:00:01.250000Z", "bytes_out": 5000},
+             "destination_ip": "203.0.113.9", "domain": "cloud.example.com", "service": None,
+             "jurisdiction": None, "first_seen": "2026-01-12T08:00:01.250000Z", "bytes_out": 5000},
         ],
     }
 

@@ -1,8 +1,10 @@
 """JSON-lines events with ECS field names, as nested objects (not dotted keys).
 
 One line per flow report that passes the ``flows`` filter, and one per policy alert (alerts are
-always written). Keys whose value is unknown are left out rather than written as null, so a
-consumer can tell "not known" from a real value by presence alone.
+always written). ``egresswatch.service.{name,operator,jurisdiction}`` name the destination's vendor
+service from the catalogue and its operator's home jurisdiction, next to the server's
+``destination.geo.country_iso_code``. Keys whose value is unknown are left out rather than written
+as null, so a consumer can tell "not known" from a real value by presence alone.
 
 Alert severity: ``event.severity`` uses the RFC 5424 (syslog) severity codes, the numbering ECS
 itself uses for ``log.syslog.severity.code``: ``critical`` = 2, ``warning`` = 4 (lower is more
@@ -39,6 +41,7 @@ def build_record(report: FlowReport, alert: bool = False) -> dict[str, Any]:
     device = report.device
     place = report.place
     verdict = report.verdict
+    service = report.service
     severity = verdict.severity if verdict else None
     event: dict[str, Any] = {
         "kind": "alert" if alert else "event",
@@ -85,6 +88,11 @@ def build_record(report: FlowReport, alert: bool = False) -> dict[str, Any]:
                 "vendor": device.vendor if device else None,
                 "role": device.role if device else None,
             },
+            "service": {
+                "name": service.name if service else None,
+                "operator": service.operator if service else None,
+                "jurisdiction": service.jurisdiction if service else None,
+            },
             "category": report.category,
             "category_reason": report.category_reason,
             "verdict": verdict.verdict if verdict else None,
@@ -97,7 +105,8 @@ def build_record(report: FlowReport, alert: bool = False) -> dict[str, Any]:
         event["severity"] = SEVERITY_CODES.get(severity) if severity else None
         country = place.country if place else "an unknown country"
         group = device.group if device else "none"
-        record["rule"] = {"name": f"{report.category} to {country} not allowed for group {group}"}
+        operated = f" (service {service.name}, operator in {service.jurisdiction})" if service else ""
+        record["rule"] = {"name": f"{report.category} to {country}{operated} not allowed for group {group}"}
     return _pruned(record)
 
 

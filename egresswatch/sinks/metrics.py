@@ -9,10 +9,11 @@ Three ways a metric gets its value, named by ``MetricDoc.source``:
   are listed here so ``docs/metrics.md`` has one source, and ``new_metric`` builds them from it.
 
 Label rules: device names beyond ``max_devices`` distinct ones become ``other``; a missing vendor,
-category or verdict is ``unknown``. A device's flow whose other end is local is counted in the
-device byte counters with ``country="local"`` (its verdict is ``local`` too), so a dashboard can
-show all the traffic a camera sends and filter egress with ``country!="local"``. No IP, port or
-domain is ever a label.
+category or verdict is ``unknown``, and so is ``jurisdiction`` (the home jurisdiction of the
+operator of the destination's catalogued service) when no service is known. A device's flow whose
+other end is local is counted in the device byte counters with ``country="local"`` (its verdict is
+``local`` too), so a dashboard can show all the traffic a camera sends and filter egress with
+``country!="local"``. No IP, port or domain is ever a label.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ OTHER_DEVICE = "other"
 UNKNOWN_LABEL = "unknown"
 LOCAL_COUNTRY = "local"
 
-_DEVICE_FLOW = ("device", "group", "vendor", "country", "category", "verdict")
-_VIOLATION = ("device", "group", "country", "category", "severity")
+_DEVICE_FLOW = ("device", "group", "vendor", "country", "jurisdiction", "category", "verdict")
+_VIOLATION = ("device", "group", "country", "jurisdiction", "category", "severity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ METRICS: tuple[MetricDoc, ...] = (
               "Flows evicted because the flow table was full.", "totals"),
     MetricDoc("egresswatch_device_egress_bytes_total", "counter", _DEVICE_FLOW,
               "IP bytes sent by a device, by destination country (\"local\" for site-internal "
-              "destinations), category and verdict.", "report"),
+              "destinations), operator jurisdiction, category and verdict.", "report"),
     MetricDoc("egresswatch_device_ingress_bytes_total", "counter", _DEVICE_FLOW,
               "IP bytes received by a device on its flows, labelled like the egress counter.", "report"),
     MetricDoc("egresswatch_policy_violations_total", "counter", _VIOLATION,
@@ -205,8 +206,9 @@ class MetricsSink:
             country = report.place.country if report.place else UNKNOWN_COUNTRY
         else:
             country = LOCAL_COUNTRY
-        labels = (name, device.group, vendor, country, report.category or UNKNOWN_LABEL,
-                  report.verdict.verdict if report.verdict else UNKNOWN_LABEL)
+        verdict = report.verdict.verdict if report.verdict else UNKNOWN_LABEL
+        category = report.category or UNKNOWN_LABEL
+        labels = (name, device.group, vendor, country, _jurisdiction(report), category, verdict)
         if report.delta_src_bytes:
             self._egress.labels(*labels).inc(report.delta_src_bytes)
         if report.delta_dst_bytes:
@@ -218,6 +220,7 @@ class MetricsSink:
             self._device_label(device.name) if device else UNKNOWN_LABEL,
             device.group if device else UNKNOWN_LABEL,
             report.place.country if report.place else UNKNOWN_COUNTRY,
+            _jurisdiction(report),
             report.category or UNKNOWN_LABEL,
             report.verdict.severity if report.verdict and report.verdict.severity else UNKNOWN_LABEL,
         )
@@ -226,3 +229,8 @@ class MetricsSink:
 
     def close(self, totals: Totals) -> None:
         self._final = totals
+
+
+def _jurisdiction(report: FlowReport) -> str:
+    """The operator's ISO code from the catalogue (a bounded set), or ``unknown``."""
+    return report.service.jurisdiction if report.service else UNKNOWN_LABEL

@@ -9,10 +9,14 @@
   device (the pipeline orients every device flow so the device is the source).
 - egress rows: reports with ``egress=True``, summed by (country, category, verdict) over their
   deltas; ``flows`` counts distinct flows, a flow being (start, src ip/port, dst ip/port, transport,
-  vlan); ``destinations`` counts distinct destination IPs; ``domains`` are the distinct names.
+  vlan); ``destinations`` counts distinct destination IPs; ``domains`` are the distinct names;
+  ``services`` the distinct vendor service names and ``jurisdictions`` the distinct home
+  jurisdictions of their operators (both sorted; a row is still keyed by the *server's* country, so
+  Hik-Connect hosted in DE sits in a DE row whose ``jurisdictions`` say CN).
 - alerts: one per ``alert`` call. ``bytes_out`` is the bytes the device sent to that destination in
   that category with a violation verdict from that alert until the next alert for the same
-  (device, destination ip, category).
+  (device, destination ip, category). ``service`` and ``jurisdiction`` are those of the report
+  that raised the alert (null when no catalogued service is known).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class _EgressRow:
     flows: set[FlowId] = field(default_factory=set)
     destinations: set[str] = field(default_factory=set)
     domains: set[str] = field(default_factory=set)
+    services: set[str] = field(default_factory=set)
+    jurisdictions: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -116,6 +122,9 @@ class SummarySink:
         row.destinations.add(report.dst_ip)
         if report.domain is not None:
             row.domains.add(report.domain)
+        if report.service is not None:
+            row.services.add(report.service.name)
+            row.jurisdictions.add(report.service.jurisdiction)
 
     @staticmethod
     def _alert_key(report: FlowReport) -> AlertKey:
@@ -155,6 +164,8 @@ class SummarySink:
             "severity": report.verdict.severity if report.verdict else None,
             "destination_ip": report.dst_ip,
             "domain": report.domain,
+            "service": report.service.name if report.service else None,
+            "jurisdiction": report.service.jurisdiction if report.service else None,
             "first_seen": iso_utc(report.start),
             "bytes_out": bytes_out,
         }
@@ -183,6 +194,8 @@ class SummarySink:
                     "flows": len(row.flows),
                     "destinations": len(row.destinations),
                     "domains": sorted(row.domains),
+                    "services": sorted(row.services),
+                    "jurisdictions": sorted(row.jurisdictions),
                 }
                 for (country, category, verdict), row in sorted(
                     entry.egress.items(), key=lambda item: tuple(part or "" for part in item[0])

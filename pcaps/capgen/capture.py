@@ -45,6 +45,11 @@ class IpInfo:
     sni: str | None = None
     dns_answers: tuple[tuple[str, str], ...] = ()
     """(name, address) pairs of a DNS response."""
+    app: str | None = None
+    """The application this packet starts (or switches the flow to) as inspection must see it, e.g.
+    "rtmp" on the last byte of RTMP's C0+C1 or "ptcp" on the first relay datagram after signalling."""
+    service: str | None = None
+    """The catalogue service whose payload signature this packet carries."""
 
 
 @dataclass(slots=True)

@@ -27,6 +27,11 @@ class Segment:
     up: bool
     data: bytes
     sni: str | None = None
+    app: str | None = None
+    """What inspection must recognise from this segment on (see ``IpInfo.app``)."""
+    dns_answers: tuple[tuple[str, str], ...] = ()
+    caplen: int | None = None
+    """Cut the frame to this many bytes, as a span port's snaplen would (the IP length still counts)."""
 
 
 def tcp_session(
@@ -50,7 +55,7 @@ def tcp_session(
     seq = {True: 1_000_000 + cport, False: 5_000_000 + sport}
     unacked = {True: 0, False: 0}
 
-    def emit(t: float, up: bool, flags: int, data: bytes = b"", sni: str | None = None) -> None:
+    def emit(t: float, up: bool, flags: int, data: bytes = b"", seg: Segment | None = None) -> None:
         src, dst = (client, server) if up else (server, client)
         sp, dp = (cport, sport) if up else (sport, cport)
         ack = seq[not up] if flags & ACK else 0
@@ -65,7 +70,10 @@ def tcp_session(
             sport=sp,
             dport=dp,
             tcp_flags=flags,
-            sni=sni,
+            sni=seg.sni if seg else None,
+            app=seg.app if seg else None,
+            dns_answers=seg.dns_answers if seg else (),
+            caplen=seg.caplen if seg else None,
             link=up_link if up else down_link,
             **extras,
         )
@@ -78,7 +86,7 @@ def tcp_session(
     emit(t, True, ACK)
     for seg in segments:
         t += seg.gap
-        emit(t, seg.up, PSH | ACK, seg.data, seg.sni)
+        emit(t, seg.up, PSH | ACK, seg.data, seg)
         unacked[seg.up] += 1
         if unacked[seg.up] == ACK_EVERY:
             emit(t + 0.001, not seg.up, ACK)
@@ -142,8 +150,21 @@ def ntp_exchange(wire: Wire, client: Host, server: Host, cport: int, t: float, r
     wire.send(t + 0.03, server, client, UDP, reply, sport=123, dport=cport)
 
 
-def udp_send(wire: Wire, t: float, src: Host, dst: Host, sport: int, dport: int, data: bytes) -> None:
-    wire.send(t, src, dst, UDP, dpkt.udp.UDP(sport=sport, dport=dport, data=data), sport=sport, dport=dport)
+def udp_send(
+    wire: Wire,
+    t: float,
+    src: Host,
+    dst: Host,
+    sport: int,
+    dport: int,
+    data: bytes,
+    *,
+    app: str | None = None,
+    service: str | None = None,
+    caplen: int | None = None,
+) -> None:
+    segment = dpkt.udp.UDP(sport=sport, dport=dport, data=data)
+    wire.send(t, src, dst, UDP, segment, sport=sport, dport=dport, app=app, service=service, caplen=caplen)
 
 
 def arp_exchange(

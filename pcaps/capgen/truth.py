@@ -31,7 +31,17 @@ DEFAULT_LOCAL = (
 )
 CAMERA_OUIS = {"44:19:b6": "hikvision", "3c:ef:8c": "dahua"}
 FOOTAGE_PORTS = frozenset({554, 8554, 1935})
+TELEMETRY_PORTS = frozenset({1883, 8883})
 INFRASTRUCTURE_PORTS = frozenset({53, 123, 67, 68})
+APP_CATEGORIES = {
+    **dict.fromkeys(
+        ("rtsp", "rtp", "rtcp", "rtmp", "srt", "hls", "webrtc", "ptcp", "baichuan-relay"), "footage"
+    ),
+    **dict.fromkeys(("mqtt", "stun", "dh-p2p", "baichuan-p2p"), "telemetry"),
+}
+"""What each application the generator tags carries (pcaps/README.md, "Category")."""
+FIRMWARE_MIN_DOWN = 1_000_000
+FIRMWARE_MIN_RATIO = 10
 TCP, UDP = 6, 17
 IDLE_SECONDS = {TCP: 300, UDP: 60}
 OTHER_IDLE_SECONDS = 60
@@ -62,6 +72,13 @@ class Flow:
     """Names that DNS answers gave each end's address before the flow started."""
     fins: set[str] = field(default_factory=set)
     closed_at: int | None = None
+    app: str | None = None
+    """The latest application the generator tagged in the flow."""
+    service: str | None = None
+    """The first catalogue service whose signature a packet of the flow carried."""
+    splits: list[tuple[str, tuple[int, int, int, int]]] = field(default_factory=list)
+    """(app before, (a packets, a bytes, b packets, b bytes) before the packet that changed it) for
+    each change of app that changes the category: the bytes before count under the old app."""
 
     def side(self, ip: str, port: int | None) -> Side:
         return self.a if (self.a.ip, self.a.port) == (ip, port) else self.b
@@ -114,6 +131,13 @@ class Truth:
 
     @staticmethod
     def _count(flow: Flow, ts: int, info: IpInfo) -> None:
+        if info.app is not None:
+            if flow.app is not None and APP_CATEGORIES.get(flow.app) != APP_CATEGORIES.get(info.app):
+                counts = (flow.a.packets, flow.a.bytes, flow.b.packets, flow.b.bytes)
+                flow.splits.append((flow.app, counts))
+            flow.app = info.app
+        if info.service is not None and flow.service is None:
+            flow.service = info.service
         sender = flow.side(info.src, info.sport)
         receiver = flow.b if sender is flow.a else flow.a
         sender.packets += 1
@@ -174,12 +198,20 @@ class Truth:
 
     # -- classification and policy -------------------------------------------------------------
     @staticmethod
-    def category(flow: Flow, src: Side, dst: Side) -> str:
+    def category(flow: Flow, src: Side, dst: Side, app: str | None, service: str | None) -> str:
+        """The category of a flow (or of the part of it before a change of app) from ``src``/``dst``
+        counts: the app's, else the port's, else a firmware download, else by shape."""
+        if app in APP_CATEGORIES:
+            return APP_CATEGORIES[app]
         ported = flow.proto in (TCP, UDP)
-        if ported and src.port in FOOTAGE_PORTS | INFRASTRUCTURE_PORTS:
+        if ported and src.port in FOOTAGE_PORTS | INFRASTRUCTURE_PORTS | TELEMETRY_PORTS:
             raise ValueError(f"device port {src.port} would make the category depend on direction")
         if ported and dst.port in FOOTAGE_PORTS:
             return "footage"
+        if ported and dst.port in TELEMETRY_PORTS:
+            return "telemetry"
+        if service is not None and firmware_download(src, dst):
+            return "firmware"
         video = video_shaped(flow, src, dst)
         if ported and dst.port in INFRASTRUCTURE_PORTS:
             if video:
@@ -188,12 +220,28 @@ class Truth:
         return "footage" if video else "telemetry"
 
     def verdict(
-        self, group: str, category: str, ip: str, country: str, asn: int | None, domain: str | None
+        self,
+        group: str,
+        category: str,
+        ip: str,
+        country: str,
+        asn: int | None,
+        domain: str | None,
+        jurisdiction: str | None,
     ) -> str:
         for rule in (self.groups.get(group) or {}).get("allow") or []:
-            if rule_matches(rule, category, ip, country, asn, domain):
+            if rule_matches(rule, category, ip, country, asn, domain, jurisdiction):
                 return "allowed"
         return "violation"
+
+
+def firmware_download(src: Side, dst: Side) -> bool:
+    """The contract's firmware test (>= 1 MB down, >= 10x up), refusing flows near it."""
+    clearly = dst.bytes >= 1.2 * FIRMWARE_MIN_DOWN and dst.bytes >= 1.2 * FIRMWARE_MIN_RATIO * src.bytes
+    clearly_not = dst.bytes < 0.8 * FIRMWARE_MIN_DOWN or dst.bytes < 0.8 * FIRMWARE_MIN_RATIO * src.bytes
+    if clearly == clearly_not:
+        raise ValueError(f"flow {src.ip}->{dst.ip} is too close to the firmware thresholds")
+    return clearly
 
 
 def video_shaped(flow: Flow, src: Side, dst: Side) -> bool:
@@ -212,9 +260,18 @@ def video_shaped(flow: Flow, src: Side, dst: Side) -> bool:
 
 
 def rule_matches(
-    rule: dict[str, Any], category: str, ip: str, country: str, asn: int | None, domain: str | None
+    rule: dict[str, Any],
+    category: str,
+    ip: str,
+    country: str,
+    asn: int | None,
+    domain: str | None,
+    jurisdiction: str | None,
 ) -> bool:
-    """A rule ANDs the matchers it has; domains match as dot-bounded suffixes."""
+    """A rule ANDs the matchers it has; domains match as dot-bounded suffixes; an unknown operator
+    jurisdiction never matches ``operator_jurisdictions``."""
+    if "operator_jurisdictions" in rule and jurisdiction not in rule["operator_jurisdictions"]:
+        return False
     if "categories" in rule and category not in rule["categories"]:
         return False
     if "countries" in rule and country not in rule["countries"]:

@@ -80,6 +80,8 @@ class Wire:
         tcp_flags: int = 0,
         sni: str | None = None,
         dns_answers: tuple[tuple[str, str], ...] = (),
+        app: str | None = None,
+        service: str | None = None,
         link: Link | None = None,
         ipv4_options: bytes = b"",
         hop_by_hop_header: bool = False,
@@ -98,7 +100,7 @@ class Wire:
             l3 += payload
         self._emit(
             t, src, dst, proto, l3, sport=sport, dport=dport, tcp_flags=tcp_flags, sni=sni,
-            dns_answers=dns_answers, link=link, caplen=caplen,
+            dns_answers=dns_answers, app=app, service=service, link=link, caplen=caplen,
         )  # fmt: skip
 
     def send_fragments(
@@ -143,6 +145,8 @@ class Wire:
         tcp_flags: int = 0,
         sni: str | None = None,
         dns_answers: tuple[tuple[str, str], ...] = (),
+        app: str | None = None,
+        service: str | None = None,
         link: Link | None = None,
         caplen: int | None = None,
     ) -> None:
@@ -166,6 +170,8 @@ class Wire:
             tcp_flags=tcp_flags,
             sni=sni,
             dns_answers=dns_answers,
+            app=app,
+            service=service,
         )
         data = frame[:caplen] if caplen is not None else frame
         self.capture.add(Record(self._stamp(t), data, len(frame), self.iface, info))
