@@ -108,8 +108,9 @@ class Meter:
         self._hooks = hooks
         self.totals = totals
         self._decoder = Decoder()
-        self._fast_tcp: dict[bytes, FlowSide] = {}
-        self._fast_udp: dict[bytes, FlowSide] = {}
+        # Fast tables, (TCP, UDP), for untagged flows and per 802.1Q VLAN id.
+        self._untagged: tuple[dict[bytes, FlowSide], dict[bytes, FlowSide]] = ({}, {})
+        self._vlans: dict[int, tuple[dict[bytes, FlowSide], dict[bytes, FlowSide]]] = {}
         self._slow: dict[tuple, FlowSide] = {}
         self._active = 0
         self._wheel: dict[int, list[Flow]] = {}
@@ -126,9 +127,10 @@ class Meter:
     def feed(self, batch: Batch) -> None:
         linktype, buf, meta = batch
         ethernet = linktype == 1
-        tcp_get = self._fast_tcp.get
-        udp_get = self._fast_udp.get
+        untagged = self._untagged
+        vlans_get = self._vlans.get
         slow = self._slow_path
+        tcp_state = self._tcp_state
         clock = self._clock
         ip_bytes = 0
         for sec, usec, off, caplen in ITER_META(meta):
@@ -138,28 +140,41 @@ class Meter:
                 self.advance(sec)
                 clock = sec
             ts = sec + usec * 1e-6
-            # Untagged Ethernet, IPv4 without options, not a fragment.
+            if not ethernet or caplen < 38:
+                slow(linktype, buf, off, off + caplen, ts)
+                continue
+            # Ethernet, untagged or with one 802.1Q tag, then IPv4 without options, not a fragment.
+            if buf[off + 12] == 8 and buf[off + 13] == 0:
+                ip = off + 14
+                tables = untagged
+            elif buf[off + 12] == 0x81 and buf[off + 13] == 0 and buf[off + 16] == 8 and buf[off + 17] == 0:
+                ip = off + 18
+                tables = vlans_get((buf[off + 14] & 0x0F) << 8 | buf[off + 15])
+            else:
+                tables = None
             if (
-                ethernet
-                and caplen >= 38
-                and buf[off + 12] == 8
-                and buf[off + 13] == 0
-                and buf[off + 14] == 0x45
-                and not (buf[off + 20] & 0x3F or buf[off + 21])
+                tables is not None
+                and caplen >= ip - off + 34
+                and buf[ip] == 0x45
+                and not (buf[ip + 6] & 0x3F or buf[ip + 7])
             ):
-                proto = buf[off + 23]
+                proto = buf[ip + 9]
+                flags = 0
                 side = None
                 if proto == PROTO_TCP:
-                    if caplen > 47 and not buf[off + 47] & 0x07:  # no SYN/FIN/RST
-                        side = tcp_get(buf[off + 26 : off + 38])
+                    flags = buf[ip + 33]
+                    if not flags & TCP_SYN:
+                        side = tables[0].get(buf[ip + 12 : ip + 24])
                 elif proto == PROTO_UDP:
-                    side = udp_get(buf[off + 26 : off + 38])
+                    side = tables[1].get(buf[ip + 12 : ip + 24])
                 if side is not None:
-                    length = buf[off + 16] << 8 | buf[off + 17]
+                    length = buf[ip + 2] << 8 | buf[ip + 3]
                     side.packets += 1
                     side.bytes += length
                     side.last = ts
                     ip_bytes += length
+                    if flags & (TCP_FIN | TCP_RST):
+                        tcp_state(side.flow, side.is_a, flags)
                     continue
             slow(linktype, buf, off, off + caplen, ts)
         self.totals.ip_bytes += ip_bytes
@@ -197,12 +212,10 @@ class Meter:
                 self._promote(flow)
 
     def _side_for(self, pkt: Packet, ts: float) -> FlowSide:
-        fast_key = None
-        if pkt.vlan is None and pkt.ip_version == 4 and pkt.sport is not None:
-            table = self._fast_table(pkt.proto)
+        if pkt.ip_version == 4 and pkt.sport is not None:
+            table = self._fast_table(pkt.proto, pkt.vlan, create=False)
             if table is not None:
-                fast_key = pkt.src + pkt.dst + PORTS.pack(pkt.sport, pkt.dport)
-                side = table.get(fast_key)
+                side = table.get(pkt.src + pkt.dst + PORTS.pack(pkt.sport, pkt.dport))
                 if side is not None:
                     return side
         key = (pkt.vlan, pkt.proto, pkt.src, pkt.dst, pkt.sport, pkt.dport)
@@ -229,11 +242,11 @@ class Meter:
         return flow.a
 
     def _promote(self, flow: Flow) -> None:
-        """Move an untagged IPv4 TCP/UDP flow that needs no more inspection onto the fast path."""
-        if flow.vlan is not None or len(flow.a_ip) != 4 or flow.a_port is None:
+        """Move an IPv4 TCP/UDP flow that needs no more inspection onto the fast path."""
+        if len(flow.a_ip) != 4 or flow.a_port is None or flow.keys is None or isinstance(flow.keys[0], bytes):
             return
-        table = self._fast_table(flow.proto)
-        if table is None or flow.keys is None or isinstance(flow.keys[0], bytes):
+        table = self._fast_table(flow.proto, flow.vlan, create=True)
+        if table is None:
             return
         for key in flow.keys:
             self._slow.pop(key, None)
@@ -243,10 +256,21 @@ class Meter:
         table[key_b] = flow.b
         flow.keys = (key_a, key_b)
 
-    def _fast_table(self, proto: int) -> dict[bytes, FlowSide] | None:
+    def _fast_table(self, proto: int, vlan: int | None, create: bool) -> dict[bytes, FlowSide] | None:
         if proto == PROTO_TCP:
-            return self._fast_tcp
-        return self._fast_udp if proto == PROTO_UDP else None
+            index = 0
+        elif proto == PROTO_UDP:
+            index = 1
+        else:
+            return None
+        if vlan is None:
+            return self._untagged[index]
+        tables = self._vlans.get(vlan)
+        if tables is None:
+            if not create:
+                return None
+            tables = self._vlans[vlan] = ({}, {})
+        return tables[index]
 
     @staticmethod
     def _count(side: FlowSide, pkt: Packet, ts: float) -> None:
@@ -350,9 +374,12 @@ class Meter:
         keys = flow.keys
         if keys is None:
             return
-        table = self._fast_table(flow.proto) if isinstance(keys[0], bytes) else self._slow
-        for key in keys:  # type: ignore[union-attr]
-            table.pop(key, None)
+        if isinstance(keys[0], bytes):
+            table = self._fast_table(flow.proto, flow.vlan, create=False)
+        else:
+            table = self._slow
+        for key in keys:
+            table.pop(key, None)  # type: ignore[union-attr]
         flow.keys = None
         self._active -= 1
         self._hooks.flow_report(flow, action)
@@ -379,7 +406,7 @@ class Meter:
         if self._fragment_pending:
             for key in list(self._fragment_pending):
                 self._orphan_fragments(key)
-        tables = (self._slow, self._fast_tcp, self._fast_udp)
+        tables = [self._slow, *self._untagged, *(t for pair in self._vlans.values() for t in pair)]
         open_flows = {side.flow for table in tables for side in table.values()}
         for flow in sorted(open_flows, key=lambda f: f.first):
             self._end(flow, "flow_end")
