@@ -359,6 +359,7 @@ class Meter:
             stale = [k for k, v in self._fragment_pending.items() if v[0][0] + FRAGMENT_PENDING_SECONDS < now]
             for key in stale:
                 self._orphan_fragments(key)
+        self.totals.active_flows = self._active
 
     def _check(self, flow: Flow, now: float) -> None:
         idle_deadline = flow.last + self._idle_timeout(flow)
