@@ -28,7 +28,7 @@ ROUTER_LINK_LOCAL = Host("fe80::1", ROUTER_MAC)
 SOLICITED_NODE = Host("ff02::1:ff00:1", "33:33:ff:00:00:01")  # for fe80::1
 RESOLVER6 = Host("fd00:20::53", s.RESOLVER.mac)
 CN6, DE6, UNKNOWN6 = Host("2001:db8:1::10"), Host("2001:db8:2::20"), Host("2001:db8:ff::1")
-HIK_CLOUD6_NAME = "v6.hik-cloud.example.com"
+HIK_CLOUD6_NAME = "v6.hik-connect.com"
 IPV6_UDP_PORT = 5000
 
 

@@ -84,14 +84,18 @@ def build(rng: random.Random) -> Capture:
             tls_segments(s.DAHUA_CLOUD_NAME, rng, 3),
         )
     for i, cam in enumerate((s.HIK_ENTRANCE, s.DAHUA_PARKING)):
+        dns_lookup(wire, cam, s.RESOLVER, ports.take(), 3.9 + i * 0.5, s.NTP_NAME, s.NTP_SERVER.ip)
         ntp_exchange(wire, cam, s.NTP_SERVER, ports.take(), 4.0 + i * 0.5, rng)
 
-    # A Hikvision camera streams footage to an RTSP server in CN for 75 s (interim report at 60 s).
+    # A Hikvision camera streams footage to a Hik-Connect relay in CN for 75 s (interim report at 60 s).
+    dns_lookup(wire, s.HIK_ENTRANCE, s.RESOLVER, ports.take(), 4.8, s.HIK_RELAY_NAME, s.CN_FOOTAGE.ip)
     segs = rtsp_segments(
-        f"rtsp://{s.CN_FOOTAGE.ip}/live/entrance", rng, record=True, packets=150, interval=0.5, size=1100
+        f"rtsp://{s.HIK_RELAY_NAME}/live/entrance", rng, record=True, packets=150, interval=0.5, size=1100
     )
     tcp_session(wire, s.HIK_ENTRANCE, s.CN_FOOTAGE, ports.take(), 554, 5.0, segs)
 
+    # A Dahua camera sends unidentified video-shaped UDP to a Dahua relay in CN.
+    dns_lookup(wire, s.DAHUA_YARD, s.RESOLVER, ports.take(), 9.8, s.DAHUA_RELAY_NAME, s.CN_VIDEO_SINK.ip)
     _video_upstream(wire, s.DAHUA_YARD, s.CN_VIDEO_SINK, ports, rng, 10.0)
 
     # The NVR backs footage up to the allowed offsite store (RTSP RECORD to 8554, named by DNS).

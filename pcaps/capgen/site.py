@@ -16,13 +16,13 @@ DAHUA_STRAY = Host("10.20.1.98", "3c:ef:8c:20:01:98")  # not in the inventory: d
 GATEWAY_IP = "10.20.0.1"
 
 # Remote ends (fixture geography in capgen/geoip.py)
-HIK_CLOUD = Host("198.51.100.21")  # CN, dev.hik-cloud.example.com
+HIK_CLOUD = Host("198.51.100.21")  # CN, dev.hik-connect.com (Hik-Connect)
 EZVIZ_CLOUD = Host("198.51.100.22")  # CN, SNI only
 CN_FOOTAGE = Host("198.51.100.30")  # CN, an RTSP server abroad
 CN_VIDEO_SINK = Host("198.51.100.40")  # CN, unidentified UDP video
 CN_BULK = Host("198.51.100.50")  # CN, fragmented UDP
 PC_CN = Host("198.51.100.10")  # CN
-DAHUA_CLOUD = Host("198.51.100.140")  # DE, eu.dahua-p2p.example.net
+DAHUA_CLOUD = Host("198.51.100.140")  # DE, eu.easy4ipcloud.com (Dahua P2P, operator in CN)
 DAHUA_CLOUD_B = Host("198.51.100.141")  # DE
 US_CLOUD = Host("203.0.113.10")  # US
 US_FOOTAGE = Host("203.0.113.50")  # US
@@ -33,9 +33,12 @@ NTP_SERVER = Host("192.0.2.123")  # IE
 IE_SERVICE = Host("192.0.2.80")  # IE
 IE_PING = Host("192.0.2.1")  # IE
 
-HIK_CLOUD_NAME = "dev.hik-cloud.example.com"
-EZVIZ_NAME = "ezviz-cloud.example.com"
-DAHUA_CLOUD_NAME = "eu.dahua-p2p.example.net"
+HIK_CLOUD_NAME = "dev.hik-connect.com"
+EZVIZ_NAME = "api.ezvizlife.com"
+DAHUA_CLOUD_NAME = "eu.easy4ipcloud.com"
 BACKUP_NAME = "offsite-backup.example.org"
 IE_SERVICE_NAME = "status.example.net"
-IMOU_NAME = "p2p.imou-cloud.example.com"
+IMOU_NAME = "p2p.imoulife.com"
+HIK_RELAY_NAME = "relay.hik-connect.com"
+NTP_NAME = "pool.ntp.org"
+DAHUA_RELAY_NAME = "relay.easy4ipcloud.com"
