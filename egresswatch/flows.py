@@ -1,10 +1,12 @@
 """The flow meter: the per-packet hot loop, the bounded flow table and its timers.
 
 Per packet the common case costs one slice, one dict lookup and three attribute updates: an
-established, untagged IPv4 TCP/UDP flow that needs no more payload inspection lives in a "fast"
-table keyed by the 12 raw bytes (src ip, dst ip, src port, dst port), with both directions' keys
-inserted, each mapping to that direction's `FlowSide`. Every other packet is decoded in full through
-the registry (`egresswatch.decode`) on the slow path.
+established TCP/UDP flow (Ethernet, untagged or one 802.1Q tag; IPv4 without options or
+fragmentation, or IPv6 without extension headers) that needs no more payload inspection lives in
+a "fast" table keyed by the raw bytes src address, dst address, src port, dst port (contiguous in
+both IP versions), with both directions' keys inserted, each mapping to that direction's
+`FlowSide`. Every other packet is decoded in full through the registry (`egresswatch.decode`) on
+the slow path.
 
 Nothing here knows about devices, countries or policy: the pipeline's `FlowHooks` do.
 Time is packet time; `advance(now)` runs the timers.
@@ -26,6 +28,7 @@ PROTO_UDP = 17
 TCP_FIN = 0x01
 TCP_SYN = 0x02
 TCP_RST = 0x04
+TCP_STATE_FLAGS = TCP_FIN | TCP_SYN | TCP_RST
 FIN_A = 1
 FIN_B = 2
 CLOSED = 4
@@ -143,39 +146,49 @@ class Meter:
             if not ethernet or caplen < 38:
                 slow(linktype, buf, off, off + caplen, ts)
                 continue
-            # Ethernet, untagged or with one 802.1Q tag, then IPv4 without options, not a fragment.
-            if buf[off + 12] == 8 and buf[off + 13] == 0:
-                ip = off + 14
-                tables = untagged
-            elif buf[off + 12] == 0x81 and buf[off + 13] == 0 and buf[off + 16] == 8 and buf[off + 17] == 0:
-                ip = off + 18
+            # Ethernet, untagged or with one 802.1Q tag, then IPv4 without options and not a
+            # fragment, or IPv6 whose next header is TCP/UDP. The key is the contiguous bytes
+            # src address, dst address, src port, dst port.
+            high = buf[off + 12]
+            low = buf[off + 13]
+            if high == 0x81 and low == 0:
                 tables = vlans_get((buf[off + 14] & 0x0F) << 8 | buf[off + 15])
+                high = buf[off + 16]
+                low = buf[off + 17]
+                ip = off + 18
             else:
-                tables = None
-            if (
-                tables is not None
-                and caplen >= ip - off + 34
-                and buf[ip] == 0x45
-                and not (buf[ip + 6] & 0x3F or buf[ip + 7])
-            ):
-                proto = buf[ip + 9]
-                flags = 0
-                side = None
-                if proto == PROTO_TCP:
-                    flags = buf[ip + 33]
-                    if not flags & TCP_SYN:
-                        side = tables[0].get(buf[ip + 12 : ip + 24])
-                elif proto == PROTO_UDP:
-                    side = tables[1].get(buf[ip + 12 : ip + 24])
-                if side is not None:
-                    length = buf[ip + 2] << 8 | buf[ip + 3]
-                    side.packets += 1
-                    side.bytes += length
-                    side.last = ts
-                    ip_bytes += length
-                    if flags & (TCP_FIN | TCP_RST):
-                        tcp_state(side.flow, side.is_a, flags)
-                    continue
+                tables = untagged
+                ip = off + 14
+            side = None
+            if tables is not None:
+                if high == 8 and low == 0:
+                    fragment = buf[ip + 6] & 0x3F or buf[ip + 7]
+                    if buf[ip] == 0x45 and not fragment and caplen >= ip - off + 34:
+                        proto = buf[ip + 9]
+                        flags = buf[ip + 33]
+                        if proto == PROTO_TCP:
+                            side = tables[0].get(buf[ip + 12 : ip + 24])
+                        elif proto == PROTO_UDP:
+                            side = tables[1].get(buf[ip + 12 : ip + 24])
+                            flags = 0
+                        length = buf[ip + 2] << 8 | buf[ip + 3]
+                elif high == 0x86 and low == 0xDD and caplen >= ip - off + 54:
+                    proto = buf[ip + 6]
+                    flags = buf[ip + 53]
+                    if proto == PROTO_TCP:
+                        side = tables[0].get(buf[ip + 8 : ip + 44])
+                    elif proto == PROTO_UDP:
+                        side = tables[1].get(buf[ip + 8 : ip + 44])
+                        flags = 0
+                    length = 40 + (buf[ip + 4] << 8 | buf[ip + 5])
+            if side is not None:
+                side.packets += 1
+                side.bytes += length
+                side.last = ts
+                ip_bytes += length
+                if flags & TCP_STATE_FLAGS:
+                    tcp_state(side.flow, side.is_a, flags)
+                continue
             slow(linktype, buf, off, off + caplen, ts)
         self.totals.ip_bytes += ip_bytes
         self.totals.packets += len(meta) // META_STRUCT.size
@@ -212,7 +225,7 @@ class Meter:
                 self._promote(flow)
 
     def _side_for(self, pkt: Packet, ts: float) -> FlowSide:
-        if pkt.ip_version == 4 and pkt.sport is not None:
+        if pkt.sport is not None:
             table = self._fast_table(pkt.proto, pkt.vlan, create=False)
             if table is not None:
                 side = table.get(pkt.src + pkt.dst + PORTS.pack(pkt.sport, pkt.dport))
@@ -242,8 +255,8 @@ class Meter:
         return flow.a
 
     def _promote(self, flow: Flow) -> None:
-        """Move an IPv4 TCP/UDP flow that needs no more inspection onto the fast path."""
-        if len(flow.a_ip) != 4 or flow.a_port is None or flow.keys is None or isinstance(flow.keys[0], bytes):
+        """Move a TCP/UDP flow that needs no more inspection onto the fast path."""
+        if flow.a_port is None or flow.keys is None or isinstance(flow.keys[0], bytes):
             return
         table = self._fast_table(flow.proto, flow.vlan, create=True)
         if table is None:
