@@ -65,8 +65,8 @@ def test_series_stay_bounded_with_100k_remote_addresses(tmp_path: Path) -> None:
     )
     metrics = tmp_path / "metrics.prom"
     summary = tmp_path / "summary.json"
-    argv = ["replay", str(capture), "-c", str(config), "--metrics-out", str(metrics), "--summary-json", str(summary)]
-    assert main([*argv, "--no-progress"]) == 0
+    argv = ["replay", str(capture), "-c", str(config), "--metrics-out", str(metrics)]
+    assert main([*argv, "--summary-json", str(summary), "--no-progress"]) == 0
 
     families = list(text_string_to_metric_families(metrics.read_text()))
     samples = [s for f in families if f.name.startswith("egresswatch_") for s in f.samples]
