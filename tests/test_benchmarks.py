@@ -85,7 +85,7 @@ def test_quick_run_writes_result_json(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     (path,) = results.glob("site-quick-*.json")
     result = json.loads(path.read_text())
-    assert {"mode", "date", "repeat", "machine", "capture", "runs", "targets"} <= result.keys()
+    assert {"mode", "date", "repeat", "machine", "code", "capture", "runs", "targets"} <= result.keys()
     assert result["capture"]["packets"] > 0
     runs = result["runs"]
     assert {"floor", "egresswatch", "egresswatch-prefilter", "egresswatch-workers2", "nfstream",
