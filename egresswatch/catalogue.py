@@ -30,7 +30,8 @@ from egresswatch.model import Service
 
 DEFAULT_PATH = Path(__file__).parent / "data" / "services.yaml"
 
-_KEYS = {"name", "operator", "jurisdiction", "domains", "ports", "signatures", "source"}
+_KEYS = {"name", "operator", "jurisdiction", "vendor", "domains", "ports", "signatures", "source"}
+_VENDOR = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _REQUIRED = ("name", "operator", "jurisdiction", "source")
 _JURISDICTION = re.compile(r"[A-Z]{2}\Z")
 _PATTERN_LABEL = re.compile(r"[a-z0-9_*?]([a-z0-9_*?-]*[a-z0-9_*?])?\Z")
@@ -148,7 +149,10 @@ def _entry(raw: Any, index: int) -> _Entry:
         raise ConfigError(where, "needs domains or signatures: it could never match")
     if ports and not signatures:
         raise ConfigError(f"{where}.ports", "ports only narrow signatures; add signatures or drop ports")
-    service = Service(raw["name"].strip(), raw["operator"].strip(), raw["jurisdiction"])
+    vendor = raw.get("vendor")
+    if vendor is not None and (not isinstance(vendor, str) or not _VENDOR.match(vendor)):
+        raise ConfigError(f"{where}.vendor", "must be a vendor slug such as hikvision (data/vendors.yaml)")
+    service = Service(raw["name"].strip(), raw["operator"].strip(), raw["jurisdiction"], vendor)
     return _Entry(service, domains, ports, signatures)
 
 

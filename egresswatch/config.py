@@ -156,6 +156,27 @@ class CaptureConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class BaselineConfig:
+    learn_for: float = 604800.0
+    """Seconds of packet time each device learns its destinations before new ones are reported."""
+    max_values: int = 256
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StateConfig:
+    path: Path | None = None
+    """SQLite file for bindings, discovered devices, baselines and alert de-duplication; None keeps
+    them in memory only (the replay default)."""
+    flush_seconds: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DiscoveryConfig:
+    max_devices: int = 16384
+    max_bindings: int = 65536
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Config:
     devices: tuple[DeviceSpec, ...]
     groups: Mapping[str, GroupSpec]
@@ -167,6 +188,9 @@ class Config:
     events: EventsConfig
     metrics: MetricsConfig
     capture: CaptureConfig
+    baseline: BaselineConfig = BaselineConfig()
+    state: StateConfig = StateConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
     source: Path | None = None
 
 
@@ -207,6 +231,12 @@ def parse_config(data: Mapping[str, Any], base_dir: Path) -> Config:
         events=_events(top.get("events"), "events", base_dir),
         metrics=_metrics(top.get("metrics"), "metrics", base_dir),
         capture=_capture(top.get("capture"), "capture"),
+        baseline=_section(top.get("baseline"), "baseline", BaselineConfig, learn_for=_seconds,
+                          max_values=_positive_int),
+        state=_section(top.get("state"), "state", StateConfig,
+                       path=lambda v, k: _path(v, k, base_dir), flush_seconds=_positive),
+        discovery=_section(top.get("discovery"), "discovery", DiscoveryConfig,
+                           max_devices=_positive_int, max_bindings=_positive_int),
     )
     top.done()
     return config
@@ -286,6 +316,13 @@ def _count(value: object, key: str) -> int:
 def _positive(value: object, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
         raise ConfigError(key, f"expected a positive number, got {value!r}")
+    return float(value)
+
+
+def _seconds(value: object, key: str) -> float:
+    """A duration that may be 0 (``baseline.learn_for: 0`` reports from the first destination on)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise ConfigError(key, f"expected a number of seconds >= 0, got {value!r}")
     return float(value)
 
 

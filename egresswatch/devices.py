@@ -95,13 +95,56 @@ class SiteNetworks(Protocol):
     def is_local(self, ip: bytes) -> bool: ...
 
 
-class DeviceDirectory:
-    """Inventory lookup (MAC, exact IP, longest CIDR) plus discovery of unlisted local cameras."""
+class LearnedBindings(Protocol):
+    """Which MAC held an IP at a moment (bindings.BindingTable), learned from ARP, NDP and DHCP."""
 
-    def __init__(self, specs: Sequence[DeviceSpec], local: SiteNetworks, max_discovered: int = 65536) -> None:
+    def mac_at(self, ip: bytes, ts: float) -> bytes | None: ...
+
+
+class Identity(Protocol):
+    name: str
+    vendor: str | None
+    role: str
+
+
+class Evidence(Protocol):
+    """What passive discovery (discovery.Discovery) concluded about a MAC, with a stable name."""
+
+    def get(self, mac: bytes) -> Identity | None: ...
+
+
+ATTRIBUTABLE_ROLES = frozenset(("camera", "nvr"))
+
+
+class DeviceDirectory:
+    """Inventory lookup (MAC, exact IP, longest CIDR) plus discovery of unlisted local cameras.
+
+    With learned bindings, a flow's address is first turned into the MAC that held it when the
+    flow began: behind a router (or in a raw-IP capture) that MAC is the host's, not the frame's.
+    An inventory entry that has a MAC is not matched by its IP while a binding says another MAC
+    holds that IP, so a laptop given a camera's old lease is not the camera.
+
+    With evidence from discovery, an unlisted host is a device when discovery names a camera
+    vendor or says it is a camera or NVR (an OEM camera whose SADP reply says Hikvision); without
+    it, a camera vendor's OUI decides. A discovered device keeps the name it was first given;
+    when later evidence changes its vendor or role, the same name carries the new ones.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[DeviceSpec],
+        local: SiteNetworks,
+        max_discovered: int = 65536,
+        bindings: LearnedBindings | None = None,
+        evidence: Evidence | None = None,
+    ) -> None:
         self._local = local
+        self._bindings = bindings
+        self._evidence = evidence
         self._by_mac: dict[bytes, Device] = {}
         self._by_ip: dict[bytes, Device] = {}
+        self._mac_of: dict[str, bytes] = {}
+        """Inventory device name -> its configured MAC."""
         # (address bits, prefix length, network number >> host bits, device), longest prefix first
         self._by_cidr: list[tuple[int, int, int, Device]] = []
         self._discovered: dict[bytes, Device] = {}
@@ -112,6 +155,7 @@ class DeviceDirectory:
             device = Device(name=spec.name, group=spec.group, vendor=vendor, role=spec.role)
             if mac:
                 self._by_mac[mac] = device
+                self._mac_of[spec.name] = mac
             if spec.ip:
                 self._by_ip[ipaddress.ip_address(spec.ip).packed] = device
             if spec.cidr:
@@ -120,20 +164,32 @@ class DeviceDirectory:
                 self._by_cidr.append((bits, plen, int(net.network_address) >> (bits - plen), device))
         self._by_cidr.sort(key=lambda entry: entry[1], reverse=True)
 
-    def lookup(self, mac: bytes | None, ip: bytes) -> Device | None:
-        """The device behind a flow endpoint (6-byte MAC or None, packed IP), or None."""
+    def lookup(self, mac: bytes | None, ip: bytes, ts: float = 0.0) -> Device | None:
+        """The device behind a flow endpoint (6-byte MAC or None, packed IP) at packet time `ts`."""
         if mac is not None and mac[0] & 1:
             mac = None  # multicast and broadcast MACs name no host
+        if len(ip) == 16 and ip[:12] == _V4_MAPPED_PREFIX:
+            ip = ip[12:]
         if mac is not None:
             device = self._by_mac.get(mac)
             if device is not None:
                 return device
-        if len(ip) == 16 and ip[:12] == _V4_MAPPED_PREFIX:
-            ip = ip[12:]
+        learned = self._bindings.mac_at(ip, ts) if self._bindings is not None else None
+        if learned is not None and learned != mac:
+            device = self._by_mac.get(learned)  # routed or cooked traffic: the holder is the host
+            if device is not None:
+                return device
         device = self._by_ip.get(ip) or self._in_cidr(ip)
-        if device is not None or mac is None:
-            return device
-        return self._discover(mac, ip)
+        if device is not None:
+            own = self._mac_of.get(device.name)
+            if own is None or learned is None or learned == own:
+                return device
+        for candidate in (mac, learned):
+            if candidate is not None:
+                device = self._discover(candidate, ip)
+                if device is not None:
+                    return device
+        return None
 
     def _in_cidr(self, ip: bytes) -> Device | None:
         bits = len(ip) * 8
@@ -144,23 +200,29 @@ class DeviceDirectory:
         return None
 
     def _discover(self, mac: bytes, ip: bytes) -> Device | None:
-        """An unlisted local host with a camera vendor's OUI, remembered per MAC."""
+        """An unlisted local host that discovery (or, without it, a camera vendor's OUI) names."""
         if not self._local.is_local(ip):
             return None  # e.g. the router's MAC carrying a remote address
-        device = self._discovered.get(mac)
-        if device is None:
+        found = self._evidence.get(mac) if self._evidence is not None else None
+        if found is not None and (found.vendor in CAMERA_VENDORS or found.role in ATTRIBUTABLE_ROLES):
+            name, vendor, role = found.name, found.vendor, found.role
+        else:
             vendor = vendor_of(mac)
             if vendor not in CAMERA_VENDORS:
                 return None
-            device = Device(
-                name=f"{vendor}-{mac.hex()}",
-                group=UNASSIGNED_GROUP,
-                vendor=vendor,
-                role="camera",
-                discovered=True,
-            )
-            if len(self._discovered) >= self._max_discovered:
-                # a flood of spoofed MACs must not grow memory without bound: forget the oldest
-                del self._discovered[next(iter(self._discovered))]
-            self._discovered[mac] = device
+            name, role = f"{vendor}-{mac.hex()}", "camera"
+        device = self._discovered.get(mac)
+        if device is not None and (device.vendor, device.role) == (vendor, role):
+            return device
+        device = Device(
+            name=device.name if device is not None else name,
+            group=UNASSIGNED_GROUP,
+            vendor=vendor,
+            role=role,
+            discovered=True,
+        )
+        if mac not in self._discovered and len(self._discovered) >= self._max_discovered:
+            # a flood of spoofed MACs must not grow memory without bound: forget the oldest
+            del self._discovered[next(iter(self._discovered))]
+        self._discovered[mac] = device
         return device

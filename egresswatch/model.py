@@ -22,7 +22,7 @@ class Device:
     role: str
     """One of ROLES."""
     discovered: bool = False
-    """True when found by MAC vendor rather than listed in the inventory."""
+    """True when found by passive discovery (MAC vendor, announcements), not listed in the inventory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,8 @@ class Service:
     """The company that runs the service."""
     jurisdiction: str
     """ISO 3166 alpha-2 code of the operator's home jurisdiction."""
+    vendor: str | None = None
+    """Slug of the camera vendor whose devices use the service (discovery evidence), if one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,9 @@ class FlowReport:
     first_report: bool = True
     service: Service | None = None
     """Whose service the destination is, for device flows the catalogue recognises."""
+    new_destinations: tuple[str, ...] = ()
+    """Baseline dimensions ("country", "asn", "service") this egress report is the first to use
+    since the device finished learning: each raises a ``new_destination`` event."""
 
 
 @dataclass(slots=True)

@@ -1,8 +1,15 @@
 """Wires the stages: capture -> flows -> attribution -> enrichment -> classification -> policy -> sinks.
 
-The only module that knows every stage. Per packet nothing here runs except through the meter's
-slow-path hooks; attribution and geolocation happen once per flow, classification and policy once
-per report (the active timeout, and the end of the flow).
+The only module that knows every stage (with `learning.py`, its half that learns the site).
+Per packet nothing here runs except through the meter's slow-path hooks; attribution and
+geolocation happen once per flow, classification and policy once per report (the active timeout,
+and the end of the flow).
+
+Payload budgets: a flow stays on the slow path while `flow.inspect` is non-zero. Two readers
+share it: the inspector (applications and names of device flows) and the site learner
+(discovery, neighbour discovery, RTSP answers: any flow, device or not, since announcements come
+from hosts that are not devices yet). Each keeps its own count in the flow's context and
+`flow.inspect` is the larger of the two.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from egresswatch.devices import DeviceDirectory
 from egresswatch.flows import Flow, Meter
 from egresswatch.geo import Geo
 from egresswatch.inspection import Inspector
+from egresswatch.learning import SiteLearning
 from egresswatch.localnet import LocalNetworks
 from egresswatch.model import Device, FlowReport, Place, Totals, Verdict
 from egresswatch.policy import Policy
@@ -38,9 +46,13 @@ DNS_PORT = 53
 class FlowContext:
     """What the pipeline remembers per flow between reports."""
 
-    __slots__ = ("device", "device_is_a", "egress", "place", "reported", "shadow")
+    __slots__ = ("device", "device_is_a", "egress", "inspect", "listen", "place", "reported", "shadow")
 
     def __init__(self, device: Device | None, device_is_a: bool, egress: bool, place: Place | None) -> None:
+        self.inspect = 0
+        """The inspector's remaining payload budget."""
+        self.listen = 0
+        """The site learner's remaining payload budget."""
         self.shadow = False
         """A DNS flow another worker owns: learn names from it, report nothing (see workers.py)."""
         self.device = device
@@ -70,7 +82,10 @@ class Pipeline:
         self.totals = Totals()
         self._share = share
         self._sinks = tuple(sinks)
-        self._alerted: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+        self.learning = SiteLearning(config, LocalNetworks(config.local_networks).is_local)
+        self._alerted: OrderedDict[tuple[str, str, str], float] = OrderedDict(self.learning.alerts)
+        self._clock: float | None = None
+        """Packet time of the latest flow report."""
         self._apply(config, geo or Geo(config.geoip))
         self._inspector = Inspector(Catalogue.load(), self._app_changed)
         self._meter = Meter(config.flows, self, self.totals)
@@ -79,7 +94,12 @@ class Pipeline:
         self.config = config
         self.geo = geo
         self._local = LocalNetworks(config.local_networks)
-        self._devices = DeviceDirectory(config.devices, self._local)
+        self._devices = DeviceDirectory(
+            config.devices,
+            self._local,
+            bindings=self.learning.bindings,
+            evidence=self.learning.discovery,
+        )
         self._policy = Policy(config.groups)
 
     # ------------------------------------------------------------------ driving
@@ -88,6 +108,7 @@ class Pipeline:
 
     def advance(self, now: float) -> None:
         self._meter.advance(now)
+        self.learning.tick(now)
 
     def reload(self, config: Config, geo: Geo | None = None) -> None:
         """Swap inventory, policy, timeouts and geolocation; open flows keep their attribution."""
@@ -96,6 +117,7 @@ class Pipeline:
 
     def finish(self) -> Totals:
         self._meter.flush()
+        self.learning.close(self._clock)
         self.totals.active_flows = 0
         for sink in self._sinks:
             sink.close(self.totals)
@@ -103,11 +125,12 @@ class Pipeline:
 
     # ------------------------------------------------------------------ flow hooks
     def flow_started(self, flow: Flow, pkt: Packet) -> None:
+        listen = self.learning.flow_started(flow, flow.first)
         lookup = self._devices.lookup
-        device = lookup(flow.a_mac, flow.a_ip)
+        device = lookup(flow.a_mac, flow.a_ip, flow.first)
         device_is_a = True
         if device is None:
-            device = lookup(flow.b_mac, flow.b_ip)
+            device = lookup(flow.b_mac, flow.b_ip, flow.first)
             device_is_a = device is None
         place = None
         egress = False
@@ -122,12 +145,23 @@ class Pipeline:
             ctx.shadow = address_share(flow.a_ip, flow.b_ip, workers) != worker
         if device is not None:
             self._inspector.flow_started(flow, device_is_a, pkt)
+        ctx.inspect, ctx.listen = flow.inspect, listen
+        flow.inspect = max(flow.inspect, listen)
 
     def payload(self, flow: Flow, from_a: bool, pkt: Packet, buf: bytes, ts: float) -> None:
-        self._inspector.payload(flow, from_a, pkt, buf, ts)
+        ctx: FlowContext = flow.ctx  # type: ignore[assignment]
+        if ctx.listen:
+            ctx.listen -= 1
+            self.learning.payload(flow, from_a, pkt, buf[pkt.payload_off : pkt.payload_end], ts)
+        if ctx.inspect:
+            flow.inspect = ctx.inspect
+            self._inspector.payload(flow, from_a, pkt, buf, ts)
+            ctx.inspect = flow.inspect
+        flow.inspect = max(ctx.inspect, ctx.listen)
 
     def non_ip(self, pkt: Packet, buf: bytes, off: int, end: int, ts: float) -> None:
-        """ARP and other non-IP frames: counted as packets; bindings are learned here later."""
+        """ARP and other non-IP frames: counted as packets; ARP teaches bindings."""
+        self.learning.non_ip(pkt, buf, ts)
 
     def flow_report(self, flow: Flow, action: str, held_back: tuple[bool, int] | None = None) -> None:
         """Report the flow to the sinks; ``held_back`` is (from a, IP bytes) of one packet already
@@ -141,12 +175,32 @@ class Pipeline:
         report = self._report(flow, ctx, action, held_back)
         if action == "flow_end":
             self._inspector.flow_ended(flow)
+        self._learn_from(report, flow, ctx)
         for sink in self._sinks:
             sink.flow(report)
         verdict = report.verdict
         if verdict is not None and verdict.verdict == "violation" and self._should_alert(report):
             for sink in self._sinks:
                 sink.alert(report)
+
+    def _learn_from(self, report: FlowReport, flow: Flow, ctx: FlowContext) -> None:
+        """Cloud evidence for the local end, the device's baseline, and a periodic state write."""
+        self._clock = report.end if self._clock is None else max(self._clock, report.end)
+        if report.device is None and report.domain is not None and not self._local.is_local(flow.b_ip):
+            # an unlisted host talking to a vendor's cloud (by name; payload signatures are
+            # only read on device flows)
+            report.service = self._inspector.catalogue.match_domain(report.domain)
+        if report.service is not None:
+            src_mac = flow.a_mac if ctx.device_is_a else flow.b_mac
+            src_ip = flow.a_ip if ctx.device_is_a else flow.b_ip
+            self.learning.cloud(src_mac, src_ip, report.service, report.end)
+            if report.device is None:
+                report.service = None  # non-device reports carry no service (docs/architecture.md)
+        if report.device is not None and report.egress and report.place is not None:
+            report.new_destinations = self.learning.new_destinations(
+                report.device.name, report.place, report.service, report.end
+            )
+        self.learning.tick(self._clock)
 
     def _app_changed(self, flow: Flow, app: str, from_a: bool, ip_bytes: int) -> None:
         """Inspection saw the app change mid-flow (signalling that turns into a relay): when that
@@ -257,6 +311,7 @@ class Pipeline:
             return False
         self._alerted[key] = report.end
         self._alerted.move_to_end(key)
+        self.learning.alert_raised(key, report.end)
         if len(self._alerted) > ALERT_MEMORY:
             self._alerted.popitem(last=False)
         return True

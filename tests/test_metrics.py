@@ -172,7 +172,7 @@ def test_sink_exposes_every_non_daemon_metric_with_its_type() -> None:
 
 def test_no_label_can_hold_an_address_port_or_name() -> None:
     allowed = {"device", "group", "vendor", "role", "country", "jurisdiction", "category", "verdict",
-               "severity", "reason", "database", "version", "python", "interface"}
+               "severity", "reason", "database", "version", "python", "interface", "dimension"}
     assert {label for doc in METRICS for label in doc.labels} <= allowed
 
 

@@ -160,6 +160,8 @@ class DeviceEvidence:
     hostname: str | None = None
     vendor_class: str | None = None
     dhcp_fingerprint: str | None = None
+    name: str | None = None
+    """The name it was first attributed under (see `Discovery.get`); it never changes after."""
 
     # ------------------------------------------------------------------ recording
     def vote(self, vendor: str | None, source: str, reason: str) -> None:
@@ -227,7 +229,7 @@ class DeviceEvidence:
         vendor = self.vendor
         return DiscoveredDevice(
             mac=self.mac.hex(":"),
-            name=f"{vendor or 'unknown'}-{self.mac.hex()}",
+            name=self.name or f"{vendor or 'unknown'}-{self.mac.hex()}",
             vendor=vendor,
             role=self.role,
             confidence=self.confidence,
@@ -442,9 +444,20 @@ class Discovery:
 
     # ------------------------------------------------------------------ answers
     def get(self, mac: bytes) -> DiscoveredDevice | None:
-        """What is known about a MAC, if it is identified (for attribution of unlisted hosts)."""
+        """What is known about a MAC, if it is identified (for attribution of unlisted hosts).
+
+        The first answer pins the device's name ("<vendor then>-<mac>"): flows, alerts, metrics
+        and baselines keep one name even when later evidence changes the vendor (a camera first
+        named by its OUI whose SADP reply arrives later stays under its first name, with the
+        new vendor).
+        """
         evidence = self._by_mac.get(mac)
-        return evidence.as_discovered() if evidence is not None and evidence.identified else None
+        if evidence is None or not evidence.identified:
+            return None
+        if evidence.name is None:
+            evidence.name = f"{evidence.vendor or 'unknown'}-{mac.hex()}"
+            self._dirty.add(mac)
+        return evidence.as_discovered()
 
     def devices(self) -> list[DiscoveredDevice]:
         """Identified devices, first seen first."""

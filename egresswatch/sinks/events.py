@@ -6,6 +6,12 @@ service from the catalogue and its operator's home jurisdiction, next to the ser
 ``destination.geo.country_iso_code``. Keys whose value is unknown are left out rather than written
 as null, so a consumer can tell "not known" from a real value by presence alone.
 
+A device's egress report that uses a destination country, ASN or vendor service the device did
+not use while its baseline was learning also gets a ``new_destination`` event (always written,
+like alerts): ``event.kind`` "alert", ``event.action`` and ``egresswatch.verdict``
+"new_destination", ``egresswatch.new_destination.dimensions`` the new ones (e.g. ["country",
+"asn"]). The flow's policy verdict stays on its flow event.
+
 Alert severity: ``event.severity`` uses the RFC 5424 (syslog) severity codes, the numbering ECS
 itself uses for ``log.syslog.severity.code``: ``critical`` = 2, ``warning`` = 4 (lower is more
 severe). The word is also in ``egresswatch.severity``.
@@ -34,6 +40,9 @@ def _pruned(value: Any) -> Any:
         if item is not None and item != {}:
             out[key] = item
     return out
+
+
+NEW_DESTINATION = "new_destination"
 
 
 def build_record(report: FlowReport, alert: bool = False) -> dict[str, Any]:
@@ -110,6 +119,17 @@ def build_record(report: FlowReport, alert: bool = False) -> dict[str, Any]:
     return _pruned(record)
 
 
+def build_new_destination(report: FlowReport) -> dict[str, Any]:
+    """The ``new_destination`` event of an egress report that left its device's baseline."""
+    record = build_record(report)
+    record["event"].update(kind="alert", action=NEW_DESTINATION)
+    ours = record["egresswatch"]
+    ours["verdict"] = NEW_DESTINATION
+    ours.pop("severity", None)
+    ours["new_destination"] = {"dimensions": list(report.new_destinations)}
+    return record
+
+
 class EventSink:
     """Writes one JSON document per line to ``stream``; the caller owns (and closes) the stream.
 
@@ -136,6 +156,8 @@ class EventSink:
     def flow(self, report: FlowReport) -> None:
         if self._wanted(report):
             self._write(build_record(report))
+        if report.new_destinations:
+            self._write(build_new_destination(report))
 
     def alert(self, report: FlowReport) -> None:
         self._write(build_record(report, alert=True))

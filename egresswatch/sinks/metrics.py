@@ -73,7 +73,11 @@ METRICS: tuple[MetricDoc, ...] = (
               ("device", "group", "vendor", "role"),
               "Packet time of the latest flow report of a device.", "report"),
     MetricDoc("egresswatch_devices_discovered_total", "counter", ("vendor",),
-              "Devices not in the inventory found by their camera-vendor MAC address.", "report"),
+              "Devices not in the inventory found by passive discovery (MAC vendor, announcements, "
+              "vendor-cloud traffic).", "report"),
+    MetricDoc("egresswatch_new_destinations_total", "counter", ("device", "group", "dimension"),
+              "Egress reports that used a destination country, ASN or vendor service new to the device "
+              "after its baseline learning period (one per new value and dimension).", "report"),
     MetricDoc("egresswatch_build_info", "gauge", ("version", "python"),
               "Always 1; the egresswatch and Python versions.", "report"),
     MetricDoc("egresswatch_geoip_database_build_timestamp_seconds", "gauge", ("database",),
@@ -177,6 +181,7 @@ class MetricsSink:
         self._violation_time = new_metric("egresswatch_policy_violation_last_timestamp_seconds", registry)
         self._seen = new_metric("egresswatch_device_last_seen_timestamp_seconds", registry)
         self._discoveries = new_metric("egresswatch_devices_discovered_total", registry)
+        self._new_destinations = new_metric("egresswatch_new_destinations_total", registry)
         new_metric("egresswatch_build_info", registry).labels(__version__, platform.python_version()).set(1)
         registry.register(TotalsCollector(totals or (lambda: self._final)))
 
@@ -209,6 +214,8 @@ class MetricsSink:
         verdict = report.verdict.verdict if report.verdict else UNKNOWN_LABEL
         category = report.category or UNKNOWN_LABEL
         labels = (name, device.group, vendor, country, _jurisdiction(report), category, verdict)
+        for dimension in report.new_destinations:
+            self._new_destinations.labels(name, device.group, dimension).inc()
         if report.delta_src_bytes:
             self._egress.labels(*labels).inc(report.delta_src_bytes)
         if report.delta_dst_bytes:
