@@ -83,6 +83,8 @@ COMMANDS: tuple[Command, ...] = (
             "egresswatch.daemon:run_command", "egresswatch.daemon:add_arguments"),
     Command("bpf", "print the kernel capture filter generated from the configuration",
             "egresswatch.bpf:bpf_command", _config_argument),
+    Command("devices", "list every device the captures show: inventory and discovered, with evidence",
+            "egresswatch.inventory:devices_command", "egresswatch.inventory:add_arguments"),
 )
 
 

@@ -334,6 +334,14 @@ def replay(
         return replay_parallel(paths, config, sinks, workers)
     sources = open_all(paths)
     pipeline = Pipeline(config, sinks)
+    feed_files(pipeline, sources, progress)
+    return pipeline.finish()
+
+
+def feed_files(
+    pipeline: Pipeline, sources: Sequence[CaptureSource], progress: Callable[[int, int], None] | None = None
+) -> None:
+    """Feed every batch of every source, in order, noting files that end mid-record."""
     total = sum(source.size_bytes or 0 for source in sources)
     done = 0
     for source in sources:
@@ -347,4 +355,3 @@ def replay(
                 truncated = pipeline.totals.truncated_files = []
             truncated.append(f"{source.name}: {source.truncated_at}")
         done += source.size_bytes or 0
-    return pipeline.finish()
