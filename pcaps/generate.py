@@ -25,7 +25,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from capgen import addressing, damaged, encapsulated, school, vendors  # noqa: E402
+from capgen import addressing, damaged, encapsulated, learning, school, vendors  # noqa: E402
 from capgen.capture import Capture, Interface, pcap_bytes, pcapng_bytes  # noqa: E402
 from capgen.geoip import write_databases  # noqa: E402
 from capgen.summary import summarize  # noqa: E402
@@ -67,7 +67,11 @@ OUTPUTS = (
     Output("malformed.pcap", damaged.malformed),
     Output("truncated.pcap", damaged.truncated),
     Output("services.pcap", vendors.build),
+    Output("learning.pcap", learning.build),
 )
+EMPTY_INVENTORY = (("school.pcap", "school.discovery.truth.json"),)
+"""Captures whose truth is also written for config/demo.yaml without its devices: what discovery
+alone must attribute."""
 
 
 def generate(directory: Path) -> list[str]:
@@ -87,6 +91,11 @@ def generate(directory: Path) -> list[str]:
         truth_name = out.name.rsplit(".", 1)[0] + ".truth.json"
         (directory / truth_name).write_text(json.dumps(truth, indent=2) + "\n")
         written += [out.name, truth_name]
+        for capture_name, discovery_truth in EMPTY_INVENTORY:
+            if capture_name == out.name:
+                truth = summarize(delivered, {**config, "devices": []})
+                (directory / discovery_truth).write_text(json.dumps(truth, indent=2) + "\n")
+                written.append(discovery_truth)
     (directory / "geoip").mkdir(exist_ok=True)
     write_databases(directory / "geoip")
     return [*written, "geoip/country.mmdb", "geoip/asn.mmdb"]

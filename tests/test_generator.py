@@ -27,6 +27,7 @@ CONFIG = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 CAPTURES = sorted(p.name for p in PCAPS.iterdir() if p.suffix in (".pcap", ".pcapng"))
 ISO_OR_UNKNOWN = re.compile(r"^[A-Z]{2}$")
 DISCOVERED_NAME = re.compile(r"^(hikvision|dahua)-([0-9a-f]{12})$")
+ROUTER_MAC = "00:1b:54:20:00:01"  # the gateway in pcaps/capgen/wire.py
 
 
 def truth_of(capture: str) -> dict[str, Any]:
@@ -47,6 +48,7 @@ def test_every_documented_capture_is_there() -> None:
         "malformed.pcap",
         "truncated.pcap",
         "services.pcap",
+        "learning.pcap",
     }
     assert set(CAPTURES) == expected
     readme = (PCAPS / "README.md").read_text()
@@ -98,7 +100,9 @@ def test_truth_is_self_consistent(capture: str) -> None:
             match = DISCOVERED_NAME.match(device["name"])
             assert match, device["name"]
             assert device["group"] == "unassigned" and device["vendor"] == match.group(1)
-            assert [m.replace(":", "") for m in device["macs"]] == [match.group(2)]
+            macs = [m.replace(":", "") for m in device["macs"]]
+            # its own MAC, and the router's for flows of a host known by a learned binding (routed)
+            assert macs and set(macs) <= {match.group(2), ROUTER_MAC.replace(":", "")}, device["name"]
         assert device["macs"] == sorted(device["macs"]) and device["ips"] == sorted(device["ips"])
         keys = [(r["country"], r["category"], r["verdict"]) for r in device["egress"]]
         assert keys == sorted(keys) and len(set(keys)) == len(keys)

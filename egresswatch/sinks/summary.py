@@ -5,8 +5,10 @@
 
 - devices: every inventory device (even if never seen) plus every discovered device that appeared
   in a report, sorted by name. vendor: the configured one, else the MAC's OUI vendor, else what the
-  reports' ``Device`` says. ``macs``/``ips`` are the source side of the reports attributed to the
-  device (the pipeline orients every device flow so the device is the source).
+  reports' ``Device`` says. A discovered device's vendor and role are those it was attributed with
+  on its latest-starting flow (discovery evidence can change them; its name stays).
+  ``macs``/``ips`` are the source side of the reports attributed to the device (the pipeline
+  orients every device flow so the device is the source).
 - egress rows: reports with ``egress=True``, summed by (country, category, verdict) over their
   deltas; ``flows`` counts distinct flows, a flow being (start, src ip/port, dst ip/port, transport,
   vlan); ``destinations`` counts distinct destination IPs; ``domains`` are the distinct names;
@@ -57,6 +59,8 @@ class _DeviceEntry:
     role: str
     macs: set[str] = field(default_factory=set)
     ips: set[str] = field(default_factory=set)
+    as_of: float = float("-inf")
+    """Start of the latest flow whose attribution gave a discovered device its vendor and role."""
     egress: dict[tuple[str, str | None, str | None], _EgressRow] = field(default_factory=dict)
 
 
@@ -93,6 +97,9 @@ class SummarySink:
         entry = self._devices.get(device.name)
         if entry is None:
             entry = self._devices[device.name] = _DeviceEntry(device.group, device.vendor, device.role)
+        if device.discovered:
+            if report.start >= entry.as_of:
+                entry.vendor, entry.role, entry.as_of = device.vendor, device.role, report.start
         elif device.vendor is not None:
             entry.vendor = device.vendor
         return entry

@@ -39,10 +39,12 @@ def _neighbour_discovery(wire: Wire, t: float) -> None:
         type=135, data=b"\x00" * 4 + target + b"\x01\x01" + bytes.fromhex("4419b6200112")
     )
     wire.send(t, CAM6_LINK_LOCAL, SOLICITED_NODE, ICMP6, solicit)
+    wire.mark_last(bindings=((CAM6_LINK_LOCAL.ip, s.HIK_GYM.mac),))
     advert = dpkt.icmp6.ICMP6(
         type=136, data=b"\x60" + b"\x00" * 3 + target + b"\x02\x01" + bytes.fromhex("001b54200001")
     )
     wire.send(t + 0.001, ROUTER_LINK_LOCAL, CAM6_LINK_LOCAL, ICMP6, advert)
+    wire.mark_last(bindings=((ROUTER_LINK_LOCAL.ip, ROUTER_MAC),))
 
 
 def ipv6(rng: random.Random) -> Capture:

@@ -68,6 +68,11 @@ class Record:
     """Why the frame is malformed (documentation only; the truth counts errors, not reasons)."""
     simple: bool = False
     """pcapng only: write as a Simple Packet Block (interface 0, no timestamp)."""
+    bindings: tuple[tuple[str, str | None], ...] = ()
+    """(ip, mac) the frame binds (ARP sender, neighbour advertisement target, DHCP ACK); mac None:
+    a DHCP release gives the ip back."""
+    announce: tuple[str, str, str] | None = None
+    """(mac, vendor, role) a discovery announcement in this frame makes that host known as."""
 
 
 @dataclass

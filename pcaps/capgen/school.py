@@ -6,7 +6,7 @@ import random
 
 import dpkt
 
-from capgen import payloads
+from capgen import announce, payloads
 from capgen import site as s
 from capgen.capture import Capture
 from capgen.sessions import (
@@ -54,6 +54,12 @@ def build(rng: random.Random) -> Capture:
     wire = ethernet_wire(cap)
     ports = Ports(rng)
     gateway = Host(s.GATEWAY_IP)
+    # What each camera and the NVR announce at boot: enough to find them with an empty inventory.
+    announce.sadp_hello(wire, 0.01, s.HIK_ENTRANCE, "DS-2CD2143G2-I", "camera", "V5.7.3build 220112")
+    announce.sadp_hello(wire, 0.02, s.HIK_GYM, "DS-2CD2387G2-LU", "camera", "V5.7.3build 220112")
+    announce.sadp_hello(wire, 0.03, s.NVR, "DS-7608NI-K2", "nvr", "V4.30.085build 220316")
+    announce.dhip_notify(wire, 0.04, s.DAHUA_YARD, "IPC-HFW2431S-S-S2", "IPC", "camera")
+    announce.dhip_notify(wire, 0.05, s.DAHUA_PARKING, "IPC-HDW1531SP", "IPC", "camera")
     for i, cam in enumerate((s.HIK_ENTRANCE, s.HIK_GYM, s.DAHUA_YARD, s.DAHUA_PARKING, s.NVR)):
         arp_exchange(wire, 0.1 + i * 0.05, cam, gateway, ROUTER_MAC)
 

@@ -179,7 +179,11 @@ def arp_exchange(
         b"\x00" * 6,
         socket.inet_aton(target.ip),
     )
-    wire.raw(t, link.frame(request, ETH_ARP, asker.mac or "", "ff:ff:ff:ff:ff:ff", True))
+    wire.raw(
+        t,
+        link.frame(request, ETH_ARP, asker.mac or "", "ff:ff:ff:ff:ff:ff", True),
+        bindings=((asker.ip, asker.mac),),
+    )
     reply = payloads.arp(
         dpkt.arp.ARP_OP_REPLY,
         mac_bytes(target_mac),
@@ -187,7 +191,11 @@ def arp_exchange(
         mac_bytes(asker.mac or ""),
         socket.inet_aton(asker.ip),
     )
-    wire.raw(t + 0.0005, link.frame(reply, ETH_ARP, target_mac, asker.mac or "", False))
+    wire.raw(
+        t + 0.0005,
+        link.frame(reply, ETH_ARP, target_mac, asker.mac or "", False),
+        bindings=((target.ip, target_mac),),
+    )
 
 
 class Ports:

@@ -95,7 +95,7 @@ def summarize(records: list[Record], config: dict[str, Any]) -> dict[str, Any]:
     alerts: dict[tuple[str, str, str], dict[str, Any]] = {}
     named: dict[str, set[str | None]] = defaultdict(set)
     for flow in flows:
-        a_dev, b_dev = truth.device(flow.a), truth.device(flow.b)
+        a_dev, b_dev = truth.device(flow.a, flow.first), truth.device(flow.b, flow.first)
         for other in (flow.a, flow.b):
             if not truth.is_local(other.ip):
                 named[other.ip].add(domain_of(flow, other.ip))
@@ -106,6 +106,8 @@ def summarize(records: list[Record], config: dict[str, Any]) -> dict[str, Any]:
         entry = devices.setdefault(
             device["name"], {**device, "macs": set(), "ips": set(), "egress": defaultdict(list)}
         )
+        if device["group"] == "unassigned":
+            entry.update(vendor=device["vendor"], role=device["role"])  # discovered: the latest flow's
         entry["macs"] |= src.macs
         entry["ips"].add(src.ip)
         if truth.is_local(dst.ip):

@@ -93,12 +93,19 @@ class Truth:
         self.local = [ipaddress.ip_network(n) for n in nets]
         self.inventory = config.get("devices") or []
         self.groups = config.get("groups") or {}
+        self.holders: dict[str, list[tuple[int, str | None]]] = {}
+        """ip -> (since, mac or None when released) in time order: ARP, NDP and DHCP bindings."""
+        self.announced: dict[str, tuple[int, str, str]] = {}
+        """mac -> (first announcement, vendor, role): what discovery announcements made it."""
+        self.names: dict[str, str] = {}
+        """mac -> the name a discovered device got when it was first attributed."""
 
     # -- flows ---------------------------------------------------------------------------------
     def flows(self, records: list[Record]) -> list[Flow]:
         table: dict[tuple[Any, ...], Flow] = {}
         dns: dict[str, str] = {}
         for rec in records:
+            self._learn(rec)
             info = rec.info
             if info is None:
                 continue
@@ -120,6 +127,26 @@ class Truth:
             for name, address in info.dns_answers:
                 dns[str(ipaddress.ip_address(address))] = name
         return list(table.values())
+
+    def _learn(self, rec: Record) -> None:
+        for ip, mac in rec.bindings:
+            holders = self.holders.setdefault(str(ipaddress.ip_address(ip)), [])
+            if not holders or holders[-1][1] != mac:
+                holders.append((rec.ts_us, mac))
+        if rec.announce is not None:
+            mac, vendor, role = rec.announce
+            self.announced.setdefault(mac, (rec.ts_us, vendor, role))
+
+    def mac_at(self, ip: str, at: int) -> str | None:
+        """The holder of ``ip`` at ``at``; before the first binding, the first holder."""
+        holders = self.holders.get(ip)
+        if not holders:
+            return None
+        current = holders[0][1]
+        for since, mac in holders:
+            if since <= at:
+                current = mac
+        return current
 
     @staticmethod
     def _check_alive(flow: Flow, ts: int, info: IpInfo) -> None:
@@ -161,30 +188,45 @@ class Truth:
         address = ipaddress.ip_address(ip)
         return any(address in net for net in self.local)
 
-    def device(self, side: Side) -> dict[str, Any] | None:
-        """Inventory by MAC, then by IP/CIDR, then discovery of a local host with a camera OUI."""
+    def device(self, side: Side, at: int) -> dict[str, Any] | None:
+        """Inventory by MAC (the frame's, else the learned holder's), then by IP/CIDR unless a
+        learned binding says a MAC other than the entry's holds the IP, then discovery."""
         if len(side.macs) > 1:
             raise ValueError(f"{side.ip} shows two MACs on one side of a flow: {sorted(side.macs)}")
         mac = next(iter(side.macs), None)
+        learned = self.mac_at(side.ip, at)
         address = ipaddress.ip_address(side.ip)
         by_mac = [d for d in self.inventory if mac and d.get("mac", "").lower() == mac]
+        if not by_mac and learned is not None:
+            by_mac = [d for d in self.inventory if d.get("mac", "").lower() == learned]
         by_ip = [
             d
             for d in self.inventory
-            if ("ip" in d and ipaddress.ip_address(d["ip"]) == address)
-            or ("cidr" in d and address in ipaddress.ip_network(d["cidr"]))
-        ]
+            if (("ip" in d and ipaddress.ip_address(d["ip"]) == address)
+                or ("cidr" in d and address in ipaddress.ip_network(d["cidr"])))
+            and (learned is None or "mac" not in d or d["mac"].lower() == learned)
+        ]  # fmt: skip
         if by_mac or by_ip:
             return self.inventory_device((by_mac or by_ip)[0])
-        if mac and self.is_local(side.ip) and mac[:8] in CAMERA_OUIS:
-            slug = CAMERA_OUIS[mac[:8]]
-            return {
-                "name": f"{slug}-{mac.replace(':', '')}",
-                "group": "unassigned",
-                "vendor": slug,
-                "role": "camera",
-            }
+        for candidate in (mac, learned):
+            found = self.discovered(candidate, side.ip, at) if candidate else None
+            if found is not None:
+                return found
         return None
+
+    def discovered(self, mac: str, ip: str, at: int) -> dict[str, Any] | None:
+        """A local host announced (before ``at``) as a camera or NVR, or with a camera vendor's OUI."""
+        if not self.is_local(ip):
+            return None
+        announced = self.announced.get(mac)
+        if announced is not None and announced[0] < at:
+            vendor, role = announced[1], announced[2]
+        elif mac[:8] in CAMERA_OUIS:
+            vendor, role = CAMERA_OUIS[mac[:8]], "camera"
+        else:
+            return None
+        name = self.names.setdefault(mac, f"{vendor}-{mac.replace(':', '')}")
+        return {"name": name, "group": "unassigned", "vendor": vendor, "role": role}
 
     @staticmethod
     def inventory_device(entry: dict[str, Any]) -> dict[str, Any]:

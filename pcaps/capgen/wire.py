@@ -176,10 +176,26 @@ class Wire:
         data = frame[:caplen] if caplen is not None else frame
         self.capture.add(Record(self._stamp(t), data, len(frame), self.iface, info))
 
-    def raw(self, t: float, frame: bytes, *, error: str | None = None, caplen: int | None = None) -> None:
+    def raw(
+        self,
+        t: float,
+        frame: bytes,
+        *,
+        error: str | None = None,
+        caplen: int | None = None,
+        bindings: tuple[tuple[str, str | None], ...] = (),
+    ) -> None:
         """A frame that is not a decodable IP packet: ARP, or a malformed frame (``error`` says how)."""
         data = frame[:caplen] if caplen is not None else frame
-        self.capture.add(Record(self._stamp(t), data, len(frame), self.iface, None, error=error))
+        self.capture.add(
+            Record(self._stamp(t), data, len(frame), self.iface, None, error=error, bindings=bindings)
+        )
+
+    def mark_last(self, **meaning: object) -> None:
+        """Add what the frame just sent means for bindings or discovery (``Record`` fields)."""
+        record = self.capture.records[-1]
+        for name, value in meaning.items():
+            setattr(record, name, value)
 
 
 def ethernet_wire(capture: Capture, tags: tuple[tuple[int, int], ...] = ()) -> Wire:
