@@ -35,7 +35,9 @@ CLOSED = 4
 FRAGMENT_OWNERS_MAX = 8192
 FRAGMENT_PENDING_MAX = 4096
 FRAGMENT_PENDING_SECONDS = 30
-EVICTION_CANDIDATES = 64
+EVICTION_BATCH_DIVISOR = 256  # evict flows.max / 256 flows at a time
+EVICTION_SAMPLE = 4  # from a sample of 4x that many, due soonest
+MAC_INTERN_MAX = 65536
 TIMER_WORK_PER_SECOND = 100_000
 PORTS = struct.Struct("!HH")
 ITER_META = META_STRUCT.iter_unpack
@@ -95,6 +97,10 @@ class Flow:
         return 4 if len(self.a_ip) == 4 else 6
 
 
+def _last_packet(flow: Flow) -> float:
+    return max(flow.a.last, flow.b.last)
+
+
 class FlowHooks(Protocol):
     def flow_started(self, flow: Flow, pkt: Packet) -> None: ...
 
@@ -119,6 +125,7 @@ class Meter:
         self._wheel: dict[int, list[Flow]] = {}
         self._clock = -1
         self._now = 0.0
+        self._macs: dict[bytes, bytes] = {}
         self._fragment_owner: dict[tuple, FlowSide] = {}
         self._fragment_pending: dict[tuple, list[tuple[float, int, Packet]]] = {}
 
@@ -239,8 +246,9 @@ class Meter:
 
     def _new_flow(self, pkt: Packet, ts: float, key: tuple) -> FlowSide:
         if self._active >= self._cfg.max:
-            self._evict_one()
+            self._evict()
         flow = Flow(pkt, ts)
+        self._share_addresses(flow)
         reverse = (pkt.vlan, pkt.proto, pkt.dst, pkt.src, pkt.dport, pkt.sport)
         flow.keys = (key, reverse)
         self._slow[key] = flow.a
@@ -253,6 +261,16 @@ class Meter:
         if not flow.inspect:
             self._promote(flow)
         return flow.a
+
+    def _share_addresses(self, flow: Flow) -> None:
+        """One bytes object per MAC address, not two per flow: most flows share the gateway's."""
+        macs = self._macs
+        if len(macs) >= MAC_INTERN_MAX:
+            macs.clear()
+        if flow.a_mac is not None:
+            flow.a_mac = macs.setdefault(flow.a_mac, flow.a_mac)
+        if flow.b_mac is not None:
+            flow.b_mac = macs.setdefault(flow.b_mac, flow.b_mac)
 
     def _promote(self, flow: Flow) -> None:
         """Move a TCP/UDP flow that needs no more inspection onto the fast path."""
@@ -398,22 +416,27 @@ class Meter:
         self._active -= 1
         self._hooks.flow_report(flow, action)
 
-    def _evict_one(self) -> None:
-        """Evict the longest-idle flow among those whose timers are due soonest."""
-        candidates: list[Flow] = []
-        for second in sorted(self._wheel):
-            for flow in self._wheel[second]:
-                if flow.keys is not None and flow.deadline == second:
-                    candidates.append(flow)
-                    if len(candidates) >= EVICTION_CANDIDATES:
-                        break
-            if len(candidates) >= EVICTION_CANDIDATES:
+    def _evict(self) -> None:
+        """Make room: end the longest-idle flows among those whose timers are due soonest.
+
+        Eviction works in batches (a share of `flows.max`) so its cost is paid once per batch, not
+        per new flow. It samples flows from the earliest deadlines, ends the ones idle longest and
+        puts the rest back where they were.
+        """
+        want = max(1, self._cfg.max // EVICTION_BATCH_DIVISOR)
+        wheel = self._wheel
+        sample: list[Flow] = []
+        for second in sorted(wheel):
+            # Stale entries (ended or rescheduled flows) are dropped on the way.
+            sample.extend(f for f in wheel.pop(second) if f.keys is not None and f.deadline == second)
+            if len(sample) >= EVICTION_SAMPLE * want:
                 break
-        if not candidates:
-            return
-        victim = min(candidates, key=lambda f: f.last)
-        self.totals.evictions += 1
-        self._end(victim, "flow_end")
+        sample.sort(key=_last_packet)
+        for flow in sample[:want]:
+            self.totals.evictions += 1
+            self._end(flow, "flow_end")
+        for flow in sample[want:]:
+            wheel.setdefault(flow.deadline, []).append(flow)
 
     def flush(self) -> None:
         """Report every open flow as ended (end of a replay, or shutdown)."""
