@@ -124,9 +124,6 @@ class SiteLearning:
     def devices(self) -> list[DiscoveredDevice]:
         return self.discovery.devices()
 
-    def evidence(self, mac: bytes) -> DiscoveredDevice | None:
-        return self.discovery.get(mac)
-
     # ------------------------------------------------------------------ state
     def tick(self, ts: float) -> None:
         """Write what changed once `state.flush_seconds` have passed since the last write."""
