@@ -36,6 +36,7 @@ FRAGMENT_OWNERS_MAX = 8192
 FRAGMENT_PENDING_MAX = 4096
 FRAGMENT_PENDING_SECONDS = 30
 EVICTION_BATCH_DIVISOR = 256  # evict flows.max / 256 flows at a time
+EVICTION_BATCH_MIN = 16
 EVICTION_SAMPLE = 4  # from a sample of 4x that many, due soonest
 MAC_INTERN_MAX = 65536
 TIMER_WORK_PER_SECOND = 100_000
@@ -423,13 +424,25 @@ class Meter:
         per new flow. It samples flows from the earliest deadlines, ends the ones idle longest and
         puts the rest back where they were.
         """
-        want = max(1, self._cfg.max // EVICTION_BATCH_DIVISOR)
+        limit = self._cfg.max
+        want = max(1, min(EVICTION_BATCH_MIN, limit // 4), limit // EVICTION_BATCH_DIVISOR)
+        need = EVICTION_SAMPLE * want
         wheel = self._wheel
         sample: list[Flow] = []
         for second in sorted(wheel):
-            # Stale entries (ended or rescheduled flows) are dropped on the way.
-            sample.extend(f for f in wheel.pop(second) if f.keys is not None and f.deadline == second)
-            if len(sample) >= EVICTION_SAMPLE * want:
+            bucket = wheel[second]
+            taken = 0
+            # Oldest entries first; stale ones (ended or rescheduled flows) are dropped on the way.
+            while taken < len(bucket) and len(sample) < need:
+                flow = bucket[taken]
+                taken += 1
+                if flow.keys is not None and flow.deadline == second:
+                    sample.append(flow)
+            if taken < len(bucket):
+                wheel[second] = bucket[taken:]
+            else:
+                del wheel[second]
+            if len(sample) >= need:
                 break
         sample.sort(key=_last_packet)
         for flow in sample[:want]:
