@@ -172,9 +172,13 @@ class Pipeline:
                 self._inspector.flow_ended(flow)
                 self._forget(flow)
             return
-        report = self._report(flow, ctx, action, held_back)
         if action == "flow_end":
             self._inspector.flow_ended(flow)
+        if ctx.device is None and self.config.events.flows != "all":
+            # No sink keeps flows without a device unless every flow is an event: learn, don't report.
+            self._learn_from_unattributed(flow, ctx)
+            return
+        report = self._report(flow, ctx, action, held_back)
         self._learn_from(report, flow, ctx)
         for sink in self._sinks:
             sink.flow(report)
@@ -185,21 +189,33 @@ class Pipeline:
 
     def _learn_from(self, report: FlowReport, flow: Flow, ctx: FlowContext) -> None:
         """Cloud evidence for the local end, the device's baseline, and a periodic state write."""
-        self._clock = report.end if self._clock is None else max(self._clock, report.end)
-        if report.device is None and report.domain is not None and not self._local.is_local(flow.b_ip):
-            # an unlisted host talking to a vendor's cloud (by name; payload signatures are
-            # only read on device flows)
-            report.service = self._inspector.catalogue.match_domain(report.domain)
+        if report.device is None:
+            self._learn_from_unattributed(flow, ctx, report.domain)
+            return
+        self._tick_learning(report.end)
         if report.service is not None:
             src_mac = flow.a_mac if ctx.device_is_a else flow.b_mac
             src_ip = flow.a_ip if ctx.device_is_a else flow.b_ip
             self.learning.cloud(src_mac, src_ip, report.service, report.end)
-            if report.device is None:
-                report.service = None  # non-device reports carry no service (docs/architecture.md)
-        if report.device is not None and report.egress and report.place is not None:
+        if report.egress and report.place is not None:
             report.new_destinations = self.learning.new_destinations(
                 report.device.name, report.place, report.service, report.end
             )
+
+    def _learn_from_unattributed(self, flow: Flow, ctx: FlowContext, domain: str | None = None) -> None:
+        """An unlisted host talking to a vendor's cloud is evidence of a camera (by name: payload
+        signatures are only read on device flows). Its reports carry no service."""
+        end = flow.last
+        self._tick_learning(end)
+        if self._local.is_local(flow.b_ip):
+            return
+        domain = domain or flow.domain or self._inspector.name_for(flow.a_ip, flow.b_ip, flow.first)
+        service = self._inspector.catalogue.match_domain(domain) if domain else None
+        if service is not None:
+            self.learning.cloud(flow.a_mac, flow.a_ip, service, end)
+
+    def _tick_learning(self, now: float) -> None:
+        self._clock = now if self._clock is None else max(self._clock, now)
         self.learning.tick(self._clock)
 
     def _app_changed(self, flow: Flow, app: str, from_a: bool, ip_bytes: int) -> None:
