@@ -41,6 +41,20 @@ EVICTION_SAMPLE = 4  # from a sample of 4x that many, due soonest
 MAC_INTERN_MAX = 65536
 TIMER_WORK_PER_SECOND = 100_000
 PORTS = struct.Struct("!HH")
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_VLAN = 0x8100
+# Header fields the fast path reads, from the start of an Ethernet frame, in one unpack each:
+# ethertype, IPv4 version+IHL, total length, flags+fragment offset, protocol, the flow key
+# (src, dst, src port, dst port: 12 bytes) and the TCP flags byte.
+IPV4_LAYOUT = struct.Struct("!12xHBxH2xHxB2x12s8xxB")
+# the same behind one 802.1Q tag (the TPID is the ethertype read above): TCI first
+TAGGED_IPV4_LAYOUT = struct.Struct("!14xHHBxH2xHxB2x12s8xxB")
+# IPv6: version+traffic class, payload length, next header, key (16+16+2+2 bytes), TCP flags
+IPV6_LAYOUT = struct.Struct("!14xB3xHBx36s8xxB")
+TAGGED_IPV6_LAYOUT = struct.Struct("!14xH2xB3xHBx36s8xxB")
+IPV4_MIN, TAGGED_IPV4_MIN = IPV4_LAYOUT.size, TAGGED_IPV4_LAYOUT.size
+IPV6_MIN, TAGGED_IPV6_MIN = IPV6_LAYOUT.size, TAGGED_IPV6_LAYOUT.size
 ITER_META = META_STRUCT.iter_unpack
 
 
@@ -140,6 +154,10 @@ class Meter:
         ethernet = linktype == 1
         untagged = self._untagged
         vlans_get = self._vlans.get
+        ipv4 = IPV4_LAYOUT.unpack_from
+        tagged_ipv4 = TAGGED_IPV4_LAYOUT.unpack_from
+        ipv6 = IPV6_LAYOUT.unpack_from
+        tagged_ipv6 = TAGGED_IPV6_LAYOUT.unpack_from
         slow = self._slow_path
         tcp_state = self._tcp_state
         clock = self._clock
@@ -150,53 +168,45 @@ class Meter:
                 ip_bytes = 0
                 self.advance(sec)
                 clock = sec
-            ts = sec + usec * 1e-6
-            if not ethernet or caplen < 38:
-                slow(linktype, buf, off, off + caplen, ts)
-                continue
-            # Ethernet, untagged or with one 802.1Q tag, then IPv4 without options and not a
-            # fragment, or IPv6 whose next header is TCP/UDP. The key is the contiguous bytes
-            # src address, dst address, src port, dst port.
-            high = buf[off + 12]
-            low = buf[off + 13]
-            if high == 0x81 and low == 0:
-                tables = vlans_get((buf[off + 14] & 0x0F) << 8 | buf[off + 15])
-                high = buf[off + 16]
-                low = buf[off + 17]
-                ip = off + 18
-            else:
-                tables = untagged
-                ip = off + 14
-            side = None
-            if tables is not None:
-                if high == 8 and low == 0:
-                    fragment = buf[ip + 6] & 0x3F or buf[ip + 7]
-                    if buf[ip] == 0x45 and not fragment and caplen >= ip - off + 34:
-                        proto = buf[ip + 9]
-                        flags = buf[ip + 33]
-                        if proto == PROTO_TCP:
-                            side = tables[0].get(buf[ip + 12 : ip + 24])
-                        elif proto == PROTO_UDP:
-                            side = tables[1].get(buf[ip + 12 : ip + 24])
-                            flags = 0
-                        length = buf[ip + 2] << 8 | buf[ip + 3]
-                elif high == 0x86 and low == 0xDD and caplen >= ip - off + 54:
-                    proto = buf[ip + 6]
-                    flags = buf[ip + 53]
+            if ethernet and caplen >= IPV4_MIN:
+                # One unpack reads every header field the fast path needs, the flow key included.
+                etype, vihl, length, frag, proto, key, flags = ipv4(buf, off)
+                tables = None
+                if etype == ETHERTYPE_IPV4:
+                    if vihl == 0x45 and not frag & 0x3FFF:
+                        tables = untagged
+                elif etype == ETHERTYPE_VLAN:
+                    if caplen >= TAGGED_IPV4_MIN:
+                        tci, etype, vihl, length, frag, proto, key, flags = tagged_ipv4(buf, off)
+                        if etype == ETHERTYPE_IPV4 and vihl == 0x45 and not frag & 0x3FFF:
+                            tables = vlans_get(tci & 0x0FFF)
+                        elif etype == ETHERTYPE_IPV6 and caplen >= TAGGED_IPV6_MIN:
+                            tci, version, length, proto, key, flags = tagged_ipv6(buf, off)
+                            if version >> 4 == 6:
+                                tables = vlans_get(tci & 0x0FFF)
+                                length += 40
+                elif etype == ETHERTYPE_IPV6 and caplen >= IPV6_MIN:
+                    version, length, proto, key, flags = ipv6(buf, off)
+                    if version >> 4 == 6:
+                        tables = untagged
+                        length += 40
+                if tables is not None:
                     if proto == PROTO_TCP:
-                        side = tables[0].get(buf[ip + 8 : ip + 44])
+                        side = tables[0].get(key)
                     elif proto == PROTO_UDP:
-                        side = tables[1].get(buf[ip + 8 : ip + 44])
+                        side = tables[1].get(key)
                         flags = 0
-                    length = 40 + (buf[ip + 4] << 8 | buf[ip + 5])
-            if side is not None:
-                side.packets += 1
-                side.bytes += length
-                side.last = ts
-                ip_bytes += length
-                if flags & TCP_STATE_FLAGS:
-                    tcp_state(side.flow, side.is_a, flags)
-                continue
+                    else:
+                        side = None
+                    if side is not None:
+                        side.packets += 1
+                        side.bytes += length
+                        side.last = sec + usec * 1e-6
+                        ip_bytes += length
+                        if flags & TCP_STATE_FLAGS:
+                            tcp_state(side.flow, side.is_a, flags)
+                        continue
+            ts = sec + usec * 1e-6
             slow(linktype, buf, off, off + caplen, ts)
         self.totals.ip_bytes += ip_bytes
         self.totals.packets += len(meta) // META_STRUCT.size
