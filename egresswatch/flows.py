@@ -1,6 +1,6 @@
 """The flow meter: the per-packet hot loop, the bounded flow table and its timers.
 
-Per packet the common case costs one slice, one dict lookup and three attribute updates: an
+Per packet the common case costs one struct unpack, one dict lookup and four attribute updates: an
 established TCP/UDP flow (Ethernet, untagged or one 802.1Q tag; IPv4 without options or
 fragmentation, or IPv6 without extension headers) that needs no more payload inspection lives in
 a "fast" table keyed by the raw bytes src address, dst address, src port, dst port (contiguous in
@@ -61,14 +61,22 @@ ITER_META = META_STRUCT.iter_unpack
 class FlowSide:
     """One direction of a flow: what the hot loop updates."""
 
-    __slots__ = ("bytes", "flow", "is_a", "last", "packets")
+    __slots__ = ("bytes", "flow", "is_a", "packets", "sec", "usec")
 
-    def __init__(self, flow: Flow, is_a: bool, last: float) -> None:
+    def __init__(self, flow: Flow, is_a: bool, ts: float) -> None:
         self.flow = flow
         self.is_a = is_a
         self.packets = 0
         self.bytes = 0
-        self.last = last
+        # Time of the latest packet as sec + usec: the hot loop stores the two integers the
+        # capture gives it rather than building a float per packet; the slow path stores a float
+        # packet time in `sec` and 0 in `usec`.
+        self.sec: float = ts
+        self.usec = 0
+
+    @property
+    def last(self) -> float:
+        return self.sec + self.usec * 1e-6
 
 
 class Flow:
@@ -113,7 +121,7 @@ class Flow:
 
 
 def _last_packet(flow: Flow) -> float:
-    return max(flow.a.last, flow.b.last)
+    return flow.last
 
 
 class FlowHooks(Protocol):
@@ -201,7 +209,8 @@ class Meter:
                     if side is not None:
                         side.packets += 1
                         side.bytes += length
-                        side.last = sec + usec * 1e-6
+                        side.sec = sec
+                        side.usec = usec
                         ip_bytes += length
                         if flags & TCP_STATE_FLAGS:
                             tcp_state(side.flow, side.is_a, flags)
@@ -318,7 +327,8 @@ class Meter:
     def _count(side: FlowSide, pkt: Packet, ts: float) -> None:
         side.packets += 1
         side.bytes += pkt.ip_bytes
-        side.last = ts
+        side.sec = ts
+        side.usec = 0
 
     def _tcp_state(self, flow: Flow, from_a: bool, flags: int) -> None:
         flow.tcp_flags |= flags
