@@ -84,7 +84,7 @@ class Flow:
 
     __slots__ = (
         "a", "a_ip", "a_mac", "a_port", "app", "b", "b_ip", "b_mac", "b_port", "ctx", "deadline", "domain",
-        "first", "inspect", "keys", "next_report", "proto", "state", "tcp_flags", "vlan",
+        "first", "inspect", "key_a", "key_b", "next_report", "proto", "state", "tcp_flags", "vlan",
     )  # fmt: skip
 
     def __init__(self, pkt: Packet, ts: float) -> None:
@@ -109,7 +109,10 @@ class Flow:
         self.ctx: object = None
         self.deadline = 0
         self.next_report = 0.0
-        self.keys: tuple[object, object] | None = None
+        # The flow's two table keys, a->b and b->a: bytes in a fast table, tuples in the slow
+        # table; None once the flow has ended.
+        self.key_a: bytes | tuple | None = None
+        self.key_b: bytes | tuple | None = None
 
     @property
     def last(self) -> float:
@@ -270,7 +273,7 @@ class Meter:
         flow = Flow(pkt, ts)
         self._share_addresses(flow)
         reverse = (pkt.vlan, pkt.proto, pkt.dst, pkt.src, pkt.dport, pkt.sport)
-        flow.keys = (key, reverse)
+        flow.key_a, flow.key_b = key, reverse
         self._slow[key] = flow.a
         self._slow[reverse] = flow.b
         self._active += 1
@@ -294,18 +297,18 @@ class Meter:
 
     def _promote(self, flow: Flow) -> None:
         """Move a TCP/UDP flow that needs no more inspection onto the fast path."""
-        if flow.a_port is None or flow.keys is None or isinstance(flow.keys[0], bytes):
+        if flow.a_port is None or not isinstance(flow.key_a, tuple):
             return
         table = self._fast_table(flow.proto, flow.vlan, create=True)
         if table is None:
             return
-        for key in flow.keys:
-            self._slow.pop(key, None)
+        self._slow.pop(flow.key_a, None)
+        self._slow.pop(flow.key_b, None)
         key_a = flow.a_ip + flow.b_ip + PORTS.pack(flow.a_port, flow.b_port)
         key_b = flow.b_ip + flow.a_ip + PORTS.pack(flow.b_port, flow.a_port)
         table[key_a] = flow.a
         table[key_b] = flow.b
-        flow.keys = (key_a, key_b)
+        flow.key_a, flow.key_b = key_a, key_b
 
     def _fast_table(self, proto: int, vlan: int | None, create: bool) -> dict[bytes, FlowSide] | None:
         if proto == PROTO_TCP:
@@ -355,7 +358,7 @@ class Meter:
     def _later_fragment(self, pkt: Packet, ts: float) -> None:
         key = (pkt.vlan, pkt.proto, pkt.src, pkt.dst, pkt.frag_id)
         side = self._fragment_owner.get(key)
-        if side is not None and side.flow.keys is not None:
+        if side is not None and side.flow.key_a is not None:
             self._count(side, pkt, ts)
             return
         # The first fragment has not arrived yet (reordering): hold the counts until it does.
@@ -403,7 +406,7 @@ class Meter:
                 bucket = bucket[:budget]
             budget -= len(bucket)
             for flow in bucket:
-                if flow.keys is not None and flow.deadline == second:
+                if flow.key_a is not None and flow.deadline == second:
                     self._check(flow, now)
             if budget <= 0:
                 break
@@ -424,16 +427,15 @@ class Meter:
         self._schedule(flow, min(idle_deadline, flow.next_report))
 
     def _end(self, flow: Flow, action: str) -> None:
-        keys = flow.keys
-        if keys is None:
+        if flow.key_a is None:
             return
-        if isinstance(keys[0], bytes):
+        if isinstance(flow.key_a, bytes):
             table = self._fast_table(flow.proto, flow.vlan, create=False)
         else:
             table = self._slow
-        for key in keys:
-            table.pop(key, None)  # type: ignore[union-attr]
-        flow.keys = None
+        table.pop(flow.key_a, None)  # type: ignore[union-attr]
+        table.pop(flow.key_b, None)  # type: ignore[union-attr]
+        flow.key_a = flow.key_b = None
         self._active -= 1
         self._hooks.flow_report(flow, action)
 
@@ -456,7 +458,7 @@ class Meter:
             while taken < len(bucket) and len(sample) < need:
                 flow = bucket[taken]
                 taken += 1
-                if flow.keys is not None and flow.deadline == second:
+                if flow.key_a is not None and flow.deadline == second:
                     sample.append(flow)
             if taken < len(bucket):
                 wheel[second] = bucket[taken:]

@@ -63,6 +63,10 @@ class FlowContext:
         """(source bytes, destination bytes, source packets, destination packets) at the last report."""
 
 
+UNATTRIBUTED = FlowContext(None, True, False, None)
+"""The context of every flow that has no device, nothing to learn from and no event to give."""
+
+
 def _ip_text(packed: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
@@ -139,10 +143,17 @@ class Pipeline:
             egress = not self._local.is_local(remote)
             if egress:
                 place = self.geo.locate(remote)
-        ctx = flow.ctx = FlowContext(device, device_is_a, egress, place)
+        shadow = False
         if self._share is not None and DNS_PORT in (flow.a_port, flow.b_port):
             worker, workers = self._share
-            ctx.shadow = address_share(flow.a_ip, flow.b_ip, workers) != worker
+            shadow = address_share(flow.a_ip, flow.b_ip, workers) != worker
+        if device is None and not listen and not shadow and self.config.events.flows != "all":
+            # Nothing to inspect, learn or report: one shared context (memory per flow counts
+            # when a site has a million of them).
+            flow.ctx = UNATTRIBUTED
+            return
+        ctx = flow.ctx = FlowContext(device, device_is_a, egress, place)
+        ctx.shadow = shadow
         if device is not None:
             self._inspector.flow_started(flow, device_is_a, pkt)
         ctx.inspect, ctx.listen = flow.inspect, listen
