@@ -26,7 +26,7 @@ from egresswatch.capture.live import CaptureStats, LiveSource, PacedSource
 from egresswatch.config import Config
 from egresswatch.daemon_http import daemon_families, snapshot
 from egresswatch.geo import Geo, GeoError
-from egresswatch.pipeline import Pipeline
+from egresswatch.pipeline import Pipeline, settle_heap
 from egresswatch.privileges import drop_privileges
 from egresswatch.sinks.events import EventSink
 from egresswatch.sinks.metrics import MetricsSink
@@ -91,6 +91,7 @@ class Worker:
             source.open(now)
             self.sources.append(source)
         self.registry.register(_DaemonCollector(self.sources, self.pipeline))  # type: ignore[arg-type]
+        settle_heap()
 
     def run(self, wake_r: int) -> None:
         self.conn.send(("ready", None))

@@ -14,6 +14,7 @@ from hosts that are not devices yet). Each keeps its own count in the flow's con
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import socket
 from collections import OrderedDict
@@ -344,6 +345,14 @@ class Pipeline:
         return True
 
 
+def settle_heap() -> None:
+    """Call once a process has loaded what it keeps for life (config, OUI registry, GeoIP
+    readers, the pipeline): the cyclic collector then leaves those objects out of its full
+    passes, which otherwise walk every one of them again as the flow table grows."""
+    gc.collect()
+    gc.freeze()
+
+
 def open_all(paths: Sequence[str | Path]) -> list[CaptureSource]:
     """Open every capture before reading any, so a bad path fails the run before it starts."""
     return [open_capture(path) for path in paths]
@@ -361,6 +370,7 @@ def replay(
         return replay_parallel(paths, config, sinks, workers)
     sources = open_all(paths)
     pipeline = Pipeline(config, sinks)
+    settle_heap()
     feed_files(pipeline, sources, progress)
     return pipeline.finish()
 

@@ -64,10 +64,11 @@ class _Collector:
 
 
 def _work(conn: Connection, paths: list[str], config: Config, worker: int, workers: int) -> None:
-    from egresswatch.pipeline import Pipeline
+    from egresswatch.pipeline import Pipeline, settle_heap
 
     collector = _Collector()
     pipeline = Pipeline(config, [collector], share=(worker, workers))
+    settle_heap()
     expr = share_filter(worker, workers)
     for path in paths:
         for batch in open_capture(path, bpf=expr):
