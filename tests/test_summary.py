@@ -195,3 +195,16 @@ def test_table_shows_devices_rows_and_alerts_with_colour(config: Config) -> None
         assert needle in plain
     assert "\x1b[1;31mviolation (critical)" in text
     assert "\x1b[33mviolation (warning)" in text
+
+
+def test_the_table_shows_the_first_alerts_and_counts_the_rest() -> None:
+    alert = {"device": "cam", "country": "CN", "category": "telemetry", "severity": "warning",
+             "destination_ip": "198.51.100.1", "domain": None, "first_seen": "2026-01-12T08:00:00.000000Z",
+             "bytes_out": 1}
+    summary = {"totals": {"packets": 0, "ip_bytes": 0, "flows": 0, "decode_errors": 0}, "devices": [],
+               "alerts": [dict(alert, destination_ip=f"198.51.100.{n}") for n in range(60)]}
+    out = io.StringIO()
+    render_table(summary, Console(file=out, width=200))
+    text = out.getvalue()
+    assert "198.51.100.49" in text and "198.51.100.50 " not in text
+    assert "and 10 more alerts" in text

@@ -250,6 +250,10 @@ _STYLES = {
 }
 
 
+TABLE_ALERTS = 50
+"""Alerts a terminal table shows; the JSON summary and the events keep every one."""
+
+
 def render_table(summary: dict[str, Any], console: Console) -> None:
     """Print the summary as a per-device egress table, then the alerts, then the totals."""
     devices = Table(title="Egress by device", title_justify="left")
@@ -257,12 +261,15 @@ def render_table(summary: dict[str, Any], console: Console) -> None:
         devices.add_column(column)
     for column in ("bytes out", "bytes in", "flows"):
         devices.add_column(column, justify="right")
+    severities = {(a["device"], a["country"], a["category"]): a["severity"] for a in summary["alerts"]}
     for device in summary["devices"]:
         ident = (device["name"], device["group"], device["vendor"] or "-")
         if not device["egress"]:
             devices.add_row(*ident, "-", "-", Text("no egress", style="dim"), "", "", "")
         for row in device["egress"]:
-            severity = _severity(summary, device["name"], row)
+            severity = None
+            if row["verdict"] == "violation":
+                severity = severities.get((device["name"], row["country"], row["category"]))
             style = _STYLES.get(severity or row["verdict"] or "", "")
             verdict = row["verdict"] + (f" ({severity})" if severity else "")
             devices.add_row(*ident, row["country"], row["category"] or "-", Text(verdict, style=style),
@@ -274,25 +281,17 @@ def render_table(summary: dict[str, Any], console: Console) -> None:
         for column in ("device", "country", "category", "severity", "destination", "domain"):
             alerts.add_column(column)
         alerts.add_column("bytes out", justify="right")
-        for alert in summary["alerts"]:
+        for alert in summary["alerts"][:TABLE_ALERTS]:
             seen = alert["first_seen"][:19].replace("T", " ")  # to the second reads better in a table
             alerts.add_row(seen, alert["device"], alert["country"], alert["category"],
                            Text(alert["severity"] or "-", style=_STYLES.get(alert["severity"] or "", "")),
                            alert["destination_ip"], alert["domain"] or "-", human_bytes(alert["bytes_out"]))
         console.print(alerts)
+        hidden = len(summary["alerts"]) - TABLE_ALERTS
+        if hidden > 0:
+            console.print(f"... and {hidden} more alerts: see --summary-json or --events")
     else:
         console.print("No policy violations.")
     totals = summary["totals"]
     console.print(f"{totals['packets']} packets, {human_bytes(totals['ip_bytes'])} IP, "
                   f"{totals['flows']} flows, {totals['decode_errors']} decode errors")
-
-
-def _severity(summary: dict[str, Any], device: str, row: dict[str, Any]) -> str | None:
-    """A violation row's severity: the one its alerts carry for that country and category."""
-    if row["verdict"] != "violation":
-        return None
-    wanted = (device, row["country"], row["category"])
-    for alert in summary["alerts"]:
-        if (alert["device"], alert["country"], alert["category"]) == wanted:
-            return alert["severity"]
-    return None
