@@ -118,11 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits on --help and usage errors; callers get the code
         return exc.code if isinstance(exc.code, int) else 2
     handler: Callable[[argparse.Namespace], int] = _resolve(args.handler)
+    from egresswatch.capture import CaptureError
+    from egresswatch.geo import GeoError
+
     try:
         return handler(args)
     except ConfigError as exc:
         print(f"config error: {exc.key}: {exc.reason}", file=sys.stderr)
-        return 2
+    except CaptureError as exc:  # a missing file, not a capture, an unsupported link type
+        print(f"{exc.path}: {exc.reason}", file=sys.stderr)
+    except GeoError as exc:
+        print(f"geoip error: {exc}", file=sys.stderr)
+    return 2
 
 
 def check_config_command(args: argparse.Namespace) -> int:
@@ -134,8 +141,6 @@ def check_config_command(args: argparse.Namespace) -> int:
 def replay_command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     # Imported here, not at the top: the capture and pipeline stack is only needed to replay.
-    from egresswatch.capture import CaptureError
-    from egresswatch.geo import GeoError
     from egresswatch.pipeline import replay
 
     events_to_stdout = args.events == "-"
@@ -150,15 +155,8 @@ def replay_command(args: argparse.Namespace) -> int:
                 print(f"egresswatch replay: cannot write events: {exc}", file=sys.stderr)
                 return 2
         sinks = _Sinks(config, events, metrics=args.metrics_out is not None)
-        try:
-            with _progress(enabled=not args.no_progress and sys.stderr.isatty()) as progress:
-                totals = replay(args.pcaps, config, sinks.all, progress=progress, workers=args.workers)
-        except CaptureError as exc:
-            print(f"{exc.path}: {exc.reason}", file=sys.stderr)
-            return 2
-        except GeoError as exc:
-            print(f"geoip error: {exc}", file=sys.stderr)
-            return 2
+        with _progress(enabled=not args.no_progress and sys.stderr.isatty()) as progress:
+            totals = replay(args.pcaps, config, sinks.all, progress=progress, workers=args.workers)
     for line in totals.truncated_files or ():
         print(f"warning: {line}", file=sys.stderr)
     return sinks.write_outputs(args, table_to_stderr=events_to_stdout)

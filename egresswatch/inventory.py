@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,21 +146,12 @@ def inventory_snippet(rows: list[dict[str, Any]]) -> str:
 
 def devices_command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    from egresswatch.capture import CaptureError
-    from egresswatch.geo import GeoError
     from egresswatch.pipeline import Pipeline, feed_files, open_all
 
     collector = DeviceCollector()
-    try:
-        sources = open_all(args.pcaps)
-        pipeline = Pipeline(config, [collector])
-        feed_files(pipeline, sources)
-    except CaptureError as exc:
-        print(f"{exc.path}: {exc.reason}", file=sys.stderr)
-        return 2
-    except GeoError as exc:
-        print(f"geoip error: {exc}", file=sys.stderr)
-        return 2
+    sources = open_all(args.pcaps)  # capture and GeoIP errors are the command line's to report
+    pipeline = Pipeline(config, [collector])
+    feed_files(pipeline, sources)
     pipeline.finish()
     rows = device_list(config, collector.seen, pipeline.learning.devices())
     if args.json:
