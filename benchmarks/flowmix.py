@@ -13,7 +13,7 @@ import struct
 from pathlib import Path
 
 from frames import IPV4_HEAD, UDP_HEAD, fold
-from sitemix import GATEWAY_MAC, PCAP_HEADER, RECORD, T0
+from sitemix import GATEWAY_MAC, write_records
 
 GENERATOR_VERSION = 1
 PASS_SECONDS = 10
@@ -36,22 +36,15 @@ def _frame(i: int, second: bool) -> bytes:
 
 
 def write_pcap(flows: int, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
     step = PASS_SECONDS * 1_000_000 / flows
-    with tmp.open("wb") as out:
-        out.write(PCAP_HEADER)
-        for second in (False, True):
-            chunk = []
-            base = PASS_SECONDS * 1_000_000 if second else 0
-            for i in range(flows):
-                sec, usec = divmod(base + int(i * step), 1_000_000)
-                frame = _frame(i, second)
-                chunk.append(RECORD.pack(T0 + sec, usec, len(frame), len(frame)) + frame)
-                if len(chunk) >= 8192:
-                    out.write(b"".join(chunk))
-                    chunk.clear()
-            out.write(b"".join(chunk))
-    tmp.replace(path)
+    write_records(
+        (
+            (PASS_SECONDS * 1_000_000 * second + int(i * step), _frame(i, second))
+            for second in (False, True)
+            for i in range(flows)
+        ),
+        path,
+    )
 
 
 def ensure_capture(flows: int, cache: Path) -> Path:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import random
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -443,13 +443,18 @@ def frames(spec: SiteSpec) -> Iterator[tuple[int, bytes]]:
 
 
 def write_pcap(spec: SiteSpec, path: Path) -> None:
-    """Write the capture to ``path`` (through a temporary name, so a cache never holds half a file)."""
+    write_records(frames(spec), path)
+
+
+def write_records(records: Iterable[tuple[int, bytes]], path: Path) -> None:
+    """Write (microseconds since T0, frame) records as a pcap to ``path``, through a temporary
+    name so a cache never holds half a file."""
     tmp = path.with_suffix(".tmp")
     pack = RECORD.pack
     with tmp.open("wb") as out:
         out.write(PCAP_HEADER)
         chunk: list[bytes] = []
-        for t_us, frame in frames(spec):
+        for t_us, frame in records:
             sec, usec = divmod(t_us, 1_000_000)
             chunk.append(pack(T0 + sec, usec, len(frame), len(frame)))
             chunk.append(frame)
