@@ -134,14 +134,14 @@ def test_changes_restore_into_the_same_answers() -> None:
     assert restored.drain_changes() == {}
 
 
-def test_inventory_entry_is_a_config_device() -> None:
+def test_a_discovered_device_is_plain_data() -> None:
+    # (its `devices --yaml` inventory entry is built and tested in egresswatch.inventory)
     discovery = Discovery()
     discovery.observe_udp(None, CAM_IP, 37020, 37020, REPLY, 1.0)
     (device,) = discovery.devices()
-    assert device.inventory_entry("cameras") == {
-        "name": "hikvision-4419b6000011", "mac": "44:19:b6:00:00:11", "group": "cameras",
-        "role": "camera", "vendor": "hikvision",
-    }  # fmt: skip
+    assert (device.name, device.mac, device.role, device.vendor) == (
+        "hikvision-4419b6000011", "44:19:b6:00:00:11", "camera", "hikvision",
+    )  # fmt: skip
     assert json.loads(json.dumps(device.to_dict()))["model"] == "DS-2CD2143G2-I"
 
 

@@ -199,10 +199,6 @@ class PacedSource:
         """Index of the first record of ``_records`` not handed out yet."""
         self._done = False
 
-    @property
-    def finished(self) -> bool:
-        return self._done
-
     def fileno(self) -> None:
         return None
 

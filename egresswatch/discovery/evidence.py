@@ -131,13 +131,6 @@ class DiscoveredDevice:
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
-    def inventory_entry(self, group: str = "unassigned") -> dict[str, str]:
-        """A `devices:` entry for the config file (docs/configuration.md)."""
-        entry = {"name": self.name, "mac": self.mac, "group": group, "role": self.role}
-        if self.vendor:
-            entry["vendor"] = self.vendor
-        return entry
-
 
 @dataclass(slots=True)
 class DeviceEvidence:
