@@ -87,7 +87,7 @@ class Pipeline:
         self.totals = Totals()
         self._share = share
         self._sinks = tuple(sinks)
-        self.learning = SiteLearning(config, LocalNetworks(config.local_networks).is_local)
+        self.learning = SiteLearning(config, self._is_local)
         self._alerted: OrderedDict[tuple[str, str, str], float] = OrderedDict(self.learning.alerts)
         self._clock: float | None = None
         """Packet time of the latest flow report."""
@@ -106,6 +106,11 @@ class Pipeline:
             evidence=self.learning.discovery,
         )
         self._policy = Policy(config.groups)
+
+    def _is_local(self, ip: bytes) -> bool:
+        """The site's local networks as currently configured: one cache for every stage, and a
+        reload that changes `networks.local` reaches the learner too."""
+        return self._local.is_local(ip)
 
     # ------------------------------------------------------------------ driving
     def feed(self, batch: Batch) -> None:
