@@ -1,12 +1,13 @@
 """The flow meter: the per-packet hot loop, the bounded flow table and its timers.
 
-Per packet the common case costs one struct unpack, one dict lookup and four attribute updates: an
-established TCP/UDP flow (Ethernet, untagged or one 802.1Q tag; IPv4 without options or
-fragmentation, or IPv6 without extension headers) that needs no more payload inspection lives in
-a "fast" table keyed by the raw bytes src address, dst address, src port, dst port (contiguous in
-both IP versions), with both directions' keys inserted, each mapping to that direction's
-`FlowSide`. Every other packet is decoded in full through the registry (`egresswatch.decode`) on
-the slow path.
+Per packet the common case is an established TCP/UDP flow (Ethernet, untagged or one 802.1Q tag;
+IPv4 without options or fragmentation, or IPv6 without extension headers) that needs no more
+payload inspection. It lives in a "fast" table keyed by the raw bytes src address, dst address,
+src port, dst port (contiguous in both IP versions), with both directions' keys inserted, each
+mapping to that direction's `FlowSide`. A scan counts such packets straight into their side and
+stops at the first packet that needs Python: the C extension `_fastpath` when it is built, else
+`scan_batch` here, its reference (same contract, tests/test_fastpath.py). Every other packet is
+decoded in full through the registry (`egresswatch.decode`) on the slow path.
 
 Nothing here knows about devices, countries or policy: the pipeline's `FlowHooks` do.
 Time is packet time; `advance(now)` runs the timers.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import struct
 from typing import Protocol
 
-from egresswatch.capture import META_STRUCT, Batch
+from egresswatch.capture import LINKTYPE_ETHERNET, META_STRUCT, Batch
 from egresswatch.config import FlowConfig
 from egresswatch.decode.packet import Packet
 from egresswatch.decode.registry import Decoder
@@ -56,21 +57,97 @@ TAGGED_IPV6_LAYOUT = struct.Struct("!14xH2xB3xHBx36s8xxB")
 IPV4_MIN, TAGGED_IPV4_MIN = IPV4_LAYOUT.size, TAGGED_IPV4_LAYOUT.size
 IPV6_MIN, TAGGED_IPV6_MIN = IPV6_LAYOUT.size, TAGGED_IPV6_LAYOUT.size
 ITER_META = META_STRUCT.iter_unpack
+# Why `scan` stopped at a record: the batch is done; the record's second is past the meter's
+# clock (run the timers first); the record needs the slow path; the record was counted but
+# carries FIN, SYN or RST for the returned side's flow.
+SCAN_END, SCAN_TICK, SCAN_SLOW, SCAN_STATE = range(4)
+
+FastTables = tuple[dict[bytes, "FlowSide"], dict[bytes, "FlowSide"]]
+ScanResult = tuple[int, int, int, "FlowSide | None", int]
 
 
-class FlowSide:
+def scan_batch(
+    buf: bytes, meta: bytes, start: int, clock: int, untagged: FastTables, vlans: dict[int, FastTables]
+) -> ScanResult:
+    """Count the fast-path packets of an Ethernet batch from record `start` on, until one needs
+    Python: (reason, record index, IP bytes counted, side, TCP flags). The reference for the C
+    scan in _fastpath.c, and the scan when that is not built.
+
+    One unpack per packet reads every header field the fast path needs, the flow key included.
+    """
+    vlans_get = vlans.get
+    ipv4 = IPV4_LAYOUT.unpack_from
+    tagged_ipv4 = TAGGED_IPV4_LAYOUT.unpack_from
+    ipv6 = IPV6_LAYOUT.unpack_from
+    tagged_ipv6 = TAGGED_IPV6_LAYOUT.unpack_from
+    ip_bytes = 0
+    for index, (sec, usec, off, caplen) in enumerate(ITER_META(memoryview(meta)[start * 16 :]), start):
+        if sec > clock:
+            return SCAN_TICK, index, ip_bytes, None, 0
+        if caplen >= IPV4_MIN:
+            etype, vihl, length, frag, proto, key, flags = ipv4(buf, off)
+            tables = None
+            if etype == ETHERTYPE_IPV4:
+                if vihl == 0x45 and not frag & 0x3FFF:
+                    tables = untagged
+            elif etype == ETHERTYPE_VLAN:
+                if caplen >= TAGGED_IPV4_MIN:
+                    tci, etype, vihl, length, frag, proto, key, flags = tagged_ipv4(buf, off)
+                    if etype == ETHERTYPE_IPV4 and vihl == 0x45 and not frag & 0x3FFF:
+                        tables = vlans_get(tci & 0x0FFF)
+                    elif etype == ETHERTYPE_IPV6 and caplen >= TAGGED_IPV6_MIN:
+                        tci, version, length, proto, key, flags = tagged_ipv6(buf, off)
+                        if version >> 4 == 6:
+                            tables = vlans_get(tci & 0x0FFF)
+                            length += 40
+            elif etype == ETHERTYPE_IPV6 and caplen >= IPV6_MIN:
+                version, length, proto, key, flags = ipv6(buf, off)
+                if version >> 4 == 6:
+                    tables = untagged
+                    length += 40
+            if tables is not None:
+                if proto == PROTO_TCP:
+                    side = tables[0].get(key)
+                elif proto == PROTO_UDP:
+                    side = tables[1].get(key)
+                    flags = 0
+                else:
+                    side = None
+                if side is not None:
+                    side.packets += 1
+                    side.bytes += length
+                    side.sec = sec
+                    side.usec = usec
+                    ip_bytes += length
+                    if flags & TCP_STATE_FLAGS:
+                        return SCAN_STATE, index, ip_bytes, side, flags
+                    continue
+        return SCAN_SLOW, index, ip_bytes, None, 0
+    return SCAN_END, len(meta) // META_STRUCT.size, ip_bytes, None, 0
+
+
+try:
+    from egresswatch._fastpath import Side as SideBase
+    from egresswatch._fastpath import scan as SCAN
+except ImportError:  # built without a C compiler: the same scan, in Python
+    SideBase = object
+    SCAN = scan_batch
+
+
+class FlowSide(SideBase):  # type: ignore[misc,valid-type]
     """One direction of a flow: what the hot loop updates."""
 
-    __slots__ = ("bytes", "flow", "is_a", "packets", "sec", "usec")
+    # With the C scan the fields live in its Side type; without it they are slots here.
+    __slots__ = () if SideBase is not object else ("bytes", "flow", "is_a", "packets", "sec", "usec")
 
     def __init__(self, flow: Flow, is_a: bool, ts: float) -> None:
         self.flow = flow
         self.is_a = is_a
         self.packets = 0
         self.bytes = 0
-        # Time of the latest packet as sec + usec: the hot loop stores the two integers the
-        # capture gives it rather than building a float per packet; the slow path stores a float
-        # packet time in `sec` and 0 in `usec`.
+        # Time of the latest packet as sec + usec: the scan stores the two integers the capture
+        # gives it rather than building a float per packet; the slow path stores a float packet
+        # time in `sec` and 0 in `usec`.
         self.sec: float = ts
         self.usec = 0
 
@@ -143,6 +220,7 @@ class Meter:
         self._hooks = hooks
         self.totals = totals
         self._decoder = Decoder()
+        self._scan = SCAN
         # Fast tables, (TCP, UDP), for untagged flows and per 802.1Q VLAN id.
         self._untagged: tuple[dict[bytes, FlowSide], dict[bytes, FlowSide]] = ({}, {})
         self._vlans: dict[int, tuple[dict[bytes, FlowSide], dict[bytes, FlowSide]]] = {}
@@ -162,68 +240,41 @@ class Meter:
     # ------------------------------------------------------------------ hot loop
     def feed(self, batch: Batch) -> None:
         linktype, buf, meta = batch
-        ethernet = linktype == 1
-        untagged = self._untagged
-        vlans_get = self._vlans.get
-        ipv4 = IPV4_LAYOUT.unpack_from
-        tagged_ipv4 = TAGGED_IPV4_LAYOUT.unpack_from
-        ipv6 = IPV6_LAYOUT.unpack_from
-        tagged_ipv6 = TAGGED_IPV6_LAYOUT.unpack_from
-        slow = self._slow_path
-        tcp_state = self._tcp_state
-        clock = self._clock
-        ip_bytes = 0
-        for sec, usec, off, caplen in ITER_META(meta):
-            if sec > clock:
-                self.totals.ip_bytes += ip_bytes
-                ip_bytes = 0
-                self.advance(sec)
-                clock = sec
-            if ethernet and caplen >= IPV4_MIN:
-                # One unpack reads every header field the fast path needs, the flow key included.
-                etype, vihl, length, frag, proto, key, flags = ipv4(buf, off)
-                tables = None
-                if etype == ETHERTYPE_IPV4:
-                    if vihl == 0x45 and not frag & 0x3FFF:
-                        tables = untagged
-                elif etype == ETHERTYPE_VLAN:
-                    if caplen >= TAGGED_IPV4_MIN:
-                        tci, etype, vihl, length, frag, proto, key, flags = tagged_ipv4(buf, off)
-                        if etype == ETHERTYPE_IPV4 and vihl == 0x45 and not frag & 0x3FFF:
-                            tables = vlans_get(tci & 0x0FFF)
-                        elif etype == ETHERTYPE_IPV6 and caplen >= TAGGED_IPV6_MIN:
-                            tci, version, length, proto, key, flags = tagged_ipv6(buf, off)
-                            if version >> 4 == 6:
-                                tables = vlans_get(tci & 0x0FFF)
-                                length += 40
-                elif etype == ETHERTYPE_IPV6 and caplen >= IPV6_MIN:
-                    version, length, proto, key, flags = ipv6(buf, off)
-                    if version >> 4 == 6:
-                        tables = untagged
-                        length += 40
-                if tables is not None:
-                    if proto == PROTO_TCP:
-                        side = tables[0].get(key)
-                    elif proto == PROTO_UDP:
-                        side = tables[1].get(key)
-                        flags = 0
-                    else:
-                        side = None
-                    if side is not None:
-                        side.packets += 1
-                        side.bytes += length
-                        side.sec = sec
-                        side.usec = usec
-                        ip_bytes += length
-                        if flags & TCP_STATE_FLAGS:
-                            tcp_state(side.flow, side.is_a, flags)
-                        continue
-            ts = sec + usec * 1e-6
-            slow(linktype, buf, off, off + caplen, ts)
-        self.totals.ip_bytes += ip_bytes
+        if linktype == LINKTYPE_ETHERNET:
+            self._feed_ethernet(buf, meta)
+        else:
+            for sec, usec, off, caplen in ITER_META(meta):
+                if sec > self._clock:
+                    self._tick(sec)
+                self._slow_path(linktype, buf, off, off + caplen, sec + usec * 1e-6)
         self.totals.packets += len(meta) // META_STRUCT.size
         self.totals.active_flows = self._active
-        self._clock = clock
+
+    def _feed_ethernet(self, buf: bytes, meta: bytes) -> None:
+        """The scan counts what it can; each record it stops at is handled here, then it resumes."""
+        scan = self._scan
+        untagged, vlans = self._untagged, self._vlans
+        totals = self.totals
+        index = 0
+        while True:
+            reason, index, ip_bytes, side, flags = scan(buf, meta, index, self._clock, untagged, vlans)
+            totals.ip_bytes += ip_bytes
+            if reason == SCAN_STATE:
+                self._tcp_state(side.flow, side.is_a, flags)  # type: ignore[union-attr]
+                index += 1
+            elif reason == SCAN_END:
+                return
+            else:
+                sec, usec, off, caplen = META_STRUCT.unpack_from(meta, index * META_STRUCT.size)
+                if reason == SCAN_TICK:
+                    self._tick(sec)
+                else:
+                    self._slow_path(LINKTYPE_ETHERNET, buf, off, off + caplen, sec + usec * 1e-6)
+                    index += 1
+
+    def _tick(self, sec: int) -> None:
+        self.advance(sec)
+        self._clock = sec
 
     # ------------------------------------------------------------------ slow path
     def _slow_path(self, linktype: int, buf: bytes, off: int, end: int, ts: float) -> None:

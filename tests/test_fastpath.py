@@ -1,0 +1,187 @@
+"""The C scan (egresswatch/_fastpath.c) against its Python reference (flows.scan_batch).
+
+Both implement one contract: count the fast-path packets of an Ethernet batch, stop at the first
+record that needs Python. Every generated capture replays to the same events and summary through
+either; the contract's stops are checked one by one on hand-built batches; and a build without the
+extension still replays the school capture to its truth.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import dpkt
+import pytest
+
+from egresswatch import _fastpath as fastpath
+from egresswatch import flows
+from egresswatch.capture import META_STRUCT
+from egresswatch.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+PCAPS = ROOT / "pcaps"
+CONFIG = str(ROOT / "config" / "demo.yaml")
+CAPTURES = sorted(p.name for p in PCAPS.iterdir() if p.suffix in (".pcap", ".pcapng"))
+Scan = Callable[..., flows.ScanResult]
+SCANS = {"c": fastpath.scan, "python": flows.scan_batch}
+
+
+def _replay(capture: Path, out: Path, scan: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    monkeypatch.setattr(flows, "SCAN", SCANS[scan])
+    events, summary = out / f"{scan}.jsonl", out / f"{scan}.json"
+    main(["replay", str(capture), "-c", CONFIG, "--events", str(events), "--summary-json", str(summary)])
+    return events.read_text(), summary.read_text()
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_c_and_python_scans_replay_every_capture_alike(
+        capture: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    c_events, c_summary = _replay(PCAPS / capture, tmp_path, "c", monkeypatch)
+    py_events, py_summary = _replay(PCAPS / capture, tmp_path, "python", monkeypatch)
+    assert json.loads(c_summary)["totals"]["packets"] > 0
+    assert c_summary == py_summary
+    assert c_events.splitlines() == py_events.splitlines()
+
+
+# ---------------------------------------------------------------------- the contract, stop by stop
+CAM, REMOTE = "10.20.1.11", "198.51.100.7"
+
+
+def _frame(src: str, dst: str, sport: int, dport: int, *, tcp_flags: int | None = None,
+           vlan: int | None = None, v6: bool = False, payload: bytes = b"x" * 40) -> bytes:
+    if tcp_flags is None:
+        l4 = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
+        l4.ulen = len(l4)
+    else:
+        l4 = dpkt.tcp.TCP(sport=sport, dport=dport, flags=tcp_flags, data=payload)
+    proto = 17 if tcp_flags is None else 6
+    if v6:
+        ip = dpkt.ip6.IP6(src=bytes.fromhex(src), dst=bytes.fromhex(dst), nxt=proto, hlim=64, data=l4)
+        ip.plen = len(l4)
+        etype = 0x86DD
+    else:
+        ip = dpkt.ip.IP(src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=proto, data=l4)
+        ip.len = len(ip)
+        etype = 0x0800
+    eth = dpkt.ethernet.Ethernet(src=b"\x44\x19\xb6\x00\x00\x01", dst=b"\x02" * 6, type=etype, data=ip)
+    raw = bytes(eth)
+    if vlan is not None:
+        raw = raw[:12] + struct.pack("!HH", 0x8100, vlan) + raw[12:]
+    return raw
+
+
+def _batch(frames: list[tuple[int, bytes]]) -> tuple[bytes, bytes]:
+    data, meta = b"", b""
+    for sec, frame in frames:
+        meta += META_STRUCT.pack(sec, 250_000, len(data), len(frame))
+        data += frame
+    return data, meta
+
+
+class _Flow:
+    """Stands in for flows.Flow: the scan only hands the side back."""
+
+
+def _side(is_a: bool = True) -> flows.FlowSide:
+    return flows.FlowSide(_Flow(), is_a, 0.0)  # type: ignore[arg-type]
+
+
+def _key(src: str, dst: str, sport: int, dport: int) -> bytes:
+    return socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+
+
+@pytest.fixture(params=sorted(SCANS))
+def scan(request: pytest.FixtureRequest) -> Scan:
+    return SCANS[request.param]
+
+
+def test_established_packets_are_counted_until_the_batch_ends(scan: Scan) -> None:
+    side = _side()
+    untagged = ({}, {_key(CAM, REMOTE, 5000, 443): side})
+    frames = [(100, _frame(CAM, REMOTE, 5000, 443)) for _ in range(3)]
+    data, meta = _batch(frames)
+    ip_length = len(frames[0][1]) - 14
+    assert scan(data, meta, 0, 100, untagged, {}) == (flows.SCAN_END, 3, 3 * ip_length, None, 0)
+    assert (side.packets, side.bytes, side.sec, side.usec) == (3, 3 * ip_length, 100, 250_000)
+    assert side.last == pytest.approx(100.25)
+
+
+def test_a_later_second_stops_the_scan_where_it_resumes(scan: Scan) -> None:
+    side = _side()
+    untagged = ({}, {_key(CAM, REMOTE, 5000, 443): side})
+    data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443)), (101, _frame(CAM, REMOTE, 5000, 443))])
+    reason, index, _, _, _ = scan(data, meta, 0, 100, untagged, {})
+    assert (reason, index, side.packets) == (flows.SCAN_TICK, 1, 1)
+    assert scan(data, meta, 1, 101, untagged, {})[:2] == (flows.SCAN_END, 2)
+    assert side.packets == 2
+
+
+def test_unknown_flows_and_other_protocols_need_the_slow_path(scan: Scan) -> None:
+    untagged = ({}, {_key(CAM, REMOTE, 5000, 443): _side()})
+    for frame in (_frame(CAM, REMOTE, 5001, 443), _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x10)):
+        data, meta = _batch([(100, frame)])
+        assert scan(data, meta, 0, 100, untagged, {}) == (flows.SCAN_SLOW, 0, 0, None, 0)
+    # a frame too short to hold the fields the scan reads
+    data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443, payload=b""))])
+    assert len(data) < flows.IPV4_MIN
+    assert scan(data, meta, 0, 100, untagged, {})[0] == flows.SCAN_SLOW
+
+
+def test_fin_syn_rst_are_counted_and_handed_back_with_their_side(scan: Scan) -> None:
+    side = _side(is_a=False)
+    untagged = ({_key(CAM, REMOTE, 5000, 443): side}, {})
+    data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x10)),
+                         (100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x11)),
+                         (100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x10))])
+    reason, index, ip_bytes, found, tcp_flags = scan(data, meta, 0, 100, untagged, {})
+    assert (reason, index, found, tcp_flags) == (flows.SCAN_STATE, 1, side, 0x11)
+    assert side.packets == 2 and ip_bytes == side.bytes
+    assert scan(data, meta, 2, 100, untagged, {})[:2] == (flows.SCAN_END, 3)
+    assert side.packets == 3
+
+
+def test_tagged_and_ipv6_frames_use_their_vlan_tables(scan: Scan) -> None:
+    v4, v6 = _side(), _side()
+    a6, b6 = "20010db8" + "00" * 11 + "01", "20010db8" + "00" * 11 + "02"
+    key6 = bytes.fromhex(a6 + b6) + struct.pack("!HH", 6000, 443)
+    vlans = {20: ({}, {_key(CAM, REMOTE, 5000, 443): v4}), 30: ({key6: v6}, {})}
+    data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443, vlan=20)),
+                         (100, _frame(a6, b6, 6000, 443, tcp_flags=0x10, vlan=30, v6=True))])
+    assert scan(data, meta, 0, 100, ({}, {}), vlans)[:2] == (flows.SCAN_END, 2)
+    assert (v4.packets, v6.packets) == (1, 1)
+    assert v6.bytes == len(data) - v4.bytes - 2 * 18  # both frames' Ethernet + tag headers
+    # the same frames on a VLAN without a table, or untagged, are not these flows
+    data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443, vlan=21))])
+    assert scan(data, meta, 0, 100, ({}, {}), vlans)[0] == flows.SCAN_SLOW
+
+
+def test_the_c_scan_leaves_records_outside_the_data_to_the_slow_path() -> None:
+    side = _side()
+    untagged = ({}, {_key(CAM, REMOTE, 5000, 443): side})
+    data, _ = _batch([(100, _frame(CAM, REMOTE, 5000, 443))])
+    meta = META_STRUCT.pack(100, 0, 10, len(data))  # runs 10 bytes past the end
+    assert fastpath.scan(data, meta, 0, 100, untagged, {}) == (flows.SCAN_SLOW, 0, 0, None, 0)
+    assert side.packets == 0
+    with pytest.raises(TypeError):
+        fastpath.scan(data, meta, 0, 100, [{}, {}], {})
+
+
+def test_without_the_extension_the_school_capture_still_replays_to_its_truth(tmp_path: Path) -> None:
+    out = tmp_path / "summary.json"
+    script = (
+        "import sys; sys.modules['egresswatch._fastpath'] = None\n"
+        "from egresswatch import flows; assert flows.SCAN is flows.scan_batch\n"
+        "from egresswatch.cli import main\n"
+        f"sys.exit(main(['replay', {str(PCAPS / 'school.pcap')!r}, '-c', {CONFIG!r}, "
+        f"'--summary-json', {str(out)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    truth = json.loads((PCAPS / "school.truth.json").read_text())
+    assert json.loads(out.read_text()) == truth
