@@ -2,7 +2,8 @@
 
     python benchmarks/prefilter.py [--config config/demo.yaml] [pcaps/school.pcap]
 
-Prints packets and bytes before and after the filter, and the share removed.
+Prints packets and bytes before and after the filter, the share removed, and the size of the compiled
+program (what `egresswatch.bpf.BPF_BUDGET` limits).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def main() -> None:
     print(f"after filter {kept_packets} packets, {kept_bytes} bytes")
     print(f"removed      {1 - kept_packets / max(all_packets, 1):.1%} of packets, "
           f"{1 - kept_bytes / max(all_bytes, 1):.1%} of bytes")
+    program = pcapy.compile(pcapy.DLT_EN10MB, 65535, bpf, 1, 0)
+    print(f"program      {len(program.get_bpf())} BPF instructions, {len(bpf)} characters")
 
 
 if __name__ == "__main__":
