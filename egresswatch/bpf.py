@@ -166,7 +166,7 @@ def _oui_search(field: str, ouis: Sequence[bytes]) -> str:
 
     Pivots compare the masked field, like the leaves: the accumulator then holds one value
     throughout and libpcap loads it once (comparing the bare field, also exact since a pivot's low
-    byte is 0, made a program ~1.7 times the size)."""
+    byte is 0, made the site mix's search 224 instructions instead of 183)."""
     masked = f"{field} & 0xffffff00"
     if len(ouis) <= OUI_SEARCH_LEAF:
         return _or(*(f"{masked} == 0x{oui.hex()}00" for oui in ouis))
