@@ -88,6 +88,9 @@ class BindingTable:
         holdings = self._by_ip.get(ip)
         if not holdings:
             return None
+        latest = holdings[-1]
+        if ts >= latest.since or len(holdings) == 1:
+            return latest.mac  # the usual answer, without a search
         at = bisect.bisect_right(holdings, ts, key=_since) - 1
         return holdings[max(at, 0)].mac
 

@@ -105,6 +105,21 @@ def test_a_lease_moving_between_hosts_moves_attribution_at_that_moment() -> None
     ]
 
 
+@given(
+    st.lists(st.tuples(st.integers(0, 50), st.integers(1, 3)), min_size=1, max_size=12),
+    st.integers(-5, 55),
+)
+def test_the_holder_at_any_moment_is_the_latest_holding_begun_by_then(
+    learned: list[tuple[int, int]], ts: int
+) -> None:
+    table = BindingTable(history=4)
+    for since, host in learned:  # in any order, a few hosts taking turns
+        table.learn(IP, bytes([2, 0, 0, 0, 0, host]), float(since), "arp")
+    history = table.history(IP)
+    begun = [holding for holding in history if holding.since <= ts]
+    assert table.mac_at(IP, float(ts)) == (begun[-1] if begun else history[0]).mac
+
+
 def test_out_of_order_learning_keeps_history_in_time_order() -> None:
     table = BindingTable()
     table.learn(IP, LAPTOP, 200.0, "arp")
