@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import socket
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,6 +156,8 @@ class DeviceEvidence:
     dhcp_fingerprint: str | None = None
     name: str | None = None
     """The name it was first attributed under (see `Discovery.get`); it never changes after."""
+    revision: int = 0
+    """Counts changes of `votes` and `roles`, what vendor and role are judged on (not saved)."""
 
     # ------------------------------------------------------------------ recording
     def vote(self, vendor: str | None, source: str, reason: str) -> None:
@@ -162,7 +165,9 @@ class DeviceEvidence:
         weight = WEIGHTS[source]
         if vendor is not None:
             sources = self.votes.setdefault(vendor, {})
-            sources[source] = max(sources.get(source, 0.0), weight)
+            if source not in sources or weight > sources[source]:
+                sources[source] = weight
+                self.revision += 1
             reason = f"{reason} -> {vendor} ({weight:g})"
         if reason not in self.reasons:
             if len(self.reasons) >= MAX_REASONS:
@@ -170,8 +175,9 @@ class DeviceEvidence:
             self.reasons.append(reason)
 
     def suggest_role(self, role: str | None, weight: float) -> None:
-        if role is not None:
-            self.roles[role] = max(self.roles.get(role, 0.0), weight)
+        if role is not None and (role not in self.roles or weight > self.roles[role]):
+            self.roles[role] = weight
+            self.revision += 1
 
     def set_model(self, model: str | None, source: str) -> None:
         """The model from the most reliable source that named one."""
@@ -242,7 +248,7 @@ class DeviceEvidence:
     # ------------------------------------------------------------------ state
     def to_data(self) -> dict[str, Any]:
         """Plain JSON-able data for the state file."""
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "revision"}
         data["mac"] = self.mac.hex()
         data["ips"] = [ip.hex() for ip in self.ips]
         return data
@@ -347,6 +353,12 @@ _UDP_PARSERS = (
     (DHCP_PORTS, parse_dhcp),
     (DHCPV6_PORTS, parse_dhcpv6),
 )
+_RECORDERS: dict[type, Callable[[DeviceEvidence, Any], None]] = {
+    SadpReply: record_sadp,
+    DahuaInfo: record_dahua,
+    WsdAnnouncement: record_wsd,
+    SsdpAnnouncement: record_ssdp,
+}
 DISCOVERY_UDP_PORTS = frozenset().union(*(ports for ports, _ in _UDP_PARSERS))
 """UDP ports whose payloads `Discovery.observe_udp` reads (either end of the datagram)."""
 DEFAULT_MAX_DEVICES = 16384
@@ -365,6 +377,9 @@ class Discovery:
         self._max = max_devices
         self._by_mac: OrderedDict[bytes, DeviceEvidence] = OrderedDict()
         self._dirty: set[bytes] = set()
+        self.revision = 0
+        """Changes whenever the name, vendor or role `get` gives for some MAC may change: what
+        attribution (devices.DeviceDirectory) caches its answers on."""
 
     def __len__(self) -> int:
         return len(self._by_mac)
@@ -390,42 +405,45 @@ class Discovery:
         """A TCP payload the host sent from its RTSP port: an `RTSP/1.0` response makes it a video server."""
         server = parse_rtsp_response(payload)
         if server is not None and mac is not None:
-            record_rtsp(self._evidence(mac, ts, ip), server)
+            self._observe(mac, ts, ip, record_rtsp, server)
         return server
 
     def observe_oui(self, mac: bytes, vendor: str | None, ts: float, ip: bytes | None = None) -> None:
         """The vendor the MAC's OUI belongs to (devices.vendor_of), when it is one we know."""
         if vendor is not None:
-            self._evidence(mac, ts, ip).vote(vendor, "oui", f"MAC OUI {mac[:3].hex(':')}")
+            self._observe(mac, ts, ip, DeviceEvidence.vote, vendor, "oui", f"MAC OUI {mac[:3].hex(':')}")
 
     def observe_cloud(self, mac: bytes, ip: bytes | None, vendor: str, service: str, ts: float) -> None:
         """The host talks to a vendor's cloud service (catalogue match)."""
-        self._evidence(mac, ts, ip).vote(vendor, "cloud", f"cloud service {service}")
+        self._observe(mac, ts, ip, DeviceEvidence.vote, vendor, "cloud", f"cloud service {service}")
 
     def _record(self, found: Announcement, mac: bytes | None, ip: bytes, ts: float) -> None:
         if isinstance(found, DhcpInfo):
             if found.mac is not None:
-                record_dhcp(self._evidence(found.mac, ts, None), found)
+                self._observe(found.mac, ts, None, record_dhcp, found)
             return
         own_mac = found.mac if isinstance(found, SadpReply | DahuaInfo | WsdAnnouncement) else None
         device_mac = own_mac or mac
         if device_mac is None:
             return
-        evidence = self._evidence(device_mac, ts, ip)
-        if isinstance(found, SadpReply):
-            record_sadp(evidence, found)
-        elif isinstance(found, DahuaInfo):
-            record_dahua(evidence, found)
-        elif isinstance(found, WsdAnnouncement):
-            record_wsd(evidence, found)
-        else:
-            record_ssdp(evidence, found)
+        self._observe(device_mac, ts, ip, _RECORDERS[type(found)], found)
+
+    def _observe(
+        self, mac: bytes, ts: float, ip: bytes | None, record: Callable[..., None], *details: Any
+    ) -> None:
+        """`record(evidence, *details)` on the MAC's evidence; a vote or role it changes is a new revision."""
+        evidence = self._evidence(mac, ts, ip)
+        before = evidence.revision
+        record(evidence, *details)
+        if evidence.revision != before:
+            self.revision += 1
 
     def _evidence(self, mac: bytes, ts: float, ip: bytes | None) -> DeviceEvidence:
         evidence = self._by_mac.get(mac)
         if evidence is None:
             if len(self._by_mac) >= self._max:
                 self._dirty.add(self._by_mac.popitem(last=False)[0])
+                self.revision += 1  # a forgotten MAC is no longer identified
             evidence = self._by_mac[mac] = DeviceEvidence(mac, ts, ts)
         else:
             self._by_mac.move_to_end(mac)
@@ -474,3 +492,4 @@ class Discovery:
             if len(self._by_mac) >= self._max:
                 self._by_mac.popitem(last=False)
             self._by_mac[evidence.mac] = evidence
+        self.revision += 1
