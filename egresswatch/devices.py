@@ -110,6 +110,9 @@ class Identity(Protocol):
 class Evidence(Protocol):
     """What passive discovery (discovery.Discovery) concluded about a MAC, with a stable name."""
 
+    revision: int
+    """Changes whenever the identity `get` gives for some MAC may change."""
+
     def get(self, mac: bytes) -> Identity | None: ...
 
 
@@ -137,6 +140,7 @@ class DeviceDirectory:
         max_discovered: int = 65536,
         bindings: LearnedBindings | None = None,
         evidence: Evidence | None = None,
+        max_answers: int = 16384,
     ) -> None:
         self._local = local
         self._bindings = bindings
@@ -149,6 +153,10 @@ class DeviceDirectory:
         self._by_cidr: list[tuple[int, int, int, Device]] = []
         self._discovered: dict[bytes, Device] = {}
         self._max_discovered = max_discovered
+        self._answers: dict[tuple[bytes | None, bytes, bytes | None], tuple[int, Device | None]] = {}
+        """(MAC, IP, MAC holding the IP) -> (evidence revision, device): a site's hosts start flows
+        with the same few peers over and over, and only discovery evidence changes the answer."""
+        self._max_answers = max_answers
         for spec in specs:
             mac = bytes.fromhex(spec.mac.replace(":", "")) if spec.mac else None
             vendor = spec.vendor or (vendor_of(mac) if mac else None)
@@ -166,15 +174,29 @@ class DeviceDirectory:
 
     def lookup(self, mac: bytes | None, ip: bytes, ts: float = 0.0) -> Device | None:
         """The device behind a flow endpoint (6-byte MAC or None, packed IP) at packet time `ts`."""
-        if mac is not None and mac[0] & 1:
-            mac = None  # multicast and broadcast MACs name no host
+        if mac is not None:
+            if mac[0] & 1:
+                mac = None  # multicast and broadcast MACs name no host
+            else:
+                device = self._by_mac.get(mac)
+                if device is not None:
+                    return device
         if len(ip) == 16 and ip[:12] == _V4_MAPPED_PREFIX:
             ip = ip[12:]
-        if mac is not None:
-            device = self._by_mac.get(mac)
-            if device is not None:
-                return device
         learned = self._bindings.mac_at(ip, ts) if self._bindings is not None else None
+        revision = self._evidence.revision if self._evidence is not None else 0
+        key = (mac, ip, learned)
+        known = self._answers.get(key)
+        if known is not None and known[0] == revision:
+            return known[1]
+        device = self._resolve(mac, ip, learned)
+        if key not in self._answers and len(self._answers) >= self._max_answers:
+            del self._answers[next(iter(self._answers))]  # the oldest: bounded and O(1)
+        self._answers[key] = (revision, device)
+        return device
+
+    def _resolve(self, mac: bytes | None, ip: bytes, learned: bytes | None) -> Device | None:
+        """`lookup` past the frame's own inventory MAC, with `learned` the MAC that held `ip` then."""
         if learned is not None and learned != mac:
             device = self._by_mac.get(learned)  # routed or cooked traffic: the holder is the host
             if device is not None:
@@ -184,7 +206,7 @@ class DeviceDirectory:
             own = self._mac_of.get(device.name)
             if own is None or learned is None or learned == own:
                 return device
-        for candidate in (mac, learned):
+        for candidate in (mac,) if learned == mac else (mac, learned):
             if candidate is not None:
                 device = self._discover(candidate, ip)
                 if device is not None:
@@ -222,7 +244,9 @@ class DeviceDirectory:
             discovered=True,
         )
         if mac not in self._discovered and len(self._discovered) >= self._max_discovered:
-            # a flood of spoofed MACs must not grow memory without bound: forget the oldest
+            # a flood of spoofed MACs must not grow memory without bound: forget the oldest, and
+            # the answers that named it (rebuilt, it may carry a newer name)
             del self._discovered[next(iter(self._discovered))]
+            self._answers.clear()
         self._discovered[mac] = device
         return device

@@ -5,11 +5,16 @@ from __future__ import annotations
 import importlib.resources
 import ipaddress
 
+import dpkt
 import pytest
 import yaml
+from test_discovery_dhcp import CAMERA as DHCP_CLIENT
+from test_discovery_dhcp import dhcp4
 
+from egresswatch.bindings import BindingTable
 from egresswatch.config import DEFAULT_LOCAL_NETWORKS, DeviceSpec
 from egresswatch.devices import CAMERA_VENDORS, DeviceDirectory, ouis_for, vendor_of, vendor_slug
+from egresswatch.discovery.evidence import Discovery
 from egresswatch.localnet import LocalNetworks
 from egresswatch.model import Device
 
@@ -216,3 +221,71 @@ def test_discovered_devices_are_bounded() -> None:
     assert len(directory._discovered) == 4  # whitebox: the bound is the point of this test
     again = directory.lookup(mac("44:19:b6:00:01:00"), ip("10.0.0.1"))
     assert again == devices[0]  # forgotten, so rebuilt: equal, though not the same object
+
+
+def test_a_lease_learned_later_moves_attribution_of_the_same_endpoint() -> None:
+    bindings = BindingTable()
+    inventory = [spec("cam", mac="44:19:b6:00:00:11", ip="10.0.0.7")]
+    directory = DeviceDirectory(inventory, LOCAL, bindings=bindings)
+    address = ip("10.0.0.7")
+    bindings.learn(address, mac("44:19:b6:00:00:11"), 100.0, "arp")
+    assert directory.lookup(None, address, 250.0).name == "cam"
+    bindings.learn(address, mac("00:00:0c:00:00:01"), 200.0, "dhcp")  # the lease moved to a laptop
+    for _ in range(2):  # asked again, the answers are the same
+        assert directory.lookup(None, address, 250.0) is None
+        assert directory.lookup(None, address, 150.0).name == "cam"
+
+
+def test_new_evidence_changes_the_answer_for_an_endpoint_already_looked_up() -> None:
+    discovery = Discovery()
+    directory = DeviceDirectory([], LOCAL, evidence=discovery)
+    host, address = mac("00:00:0c:00:00:01"), ip("10.0.0.7")
+    assert directory.lookup(host, address, 100.0) is None
+    discovery.observe_cloud(host, address, "hikvision", "hik-connect", 110.0)
+    named = "hikvision-00000c000001"
+    assert directory.lookup(host, address, 120.0) == Device(
+        name=named, group="unassigned", vendor="hikvision", role="camera", discovered=True
+    )
+    discovery.observe_cloud(host, address, "dahua", "dahua-p2p", 130.0)  # a tie: "dahua" sorts first
+    assert directory.lookup(host, address, 140.0) == Device(
+        name=named, group="unassigned", vendor="dahua", role="camera", discovered=True
+    )
+
+
+def test_forgotten_evidence_no_longer_attributes() -> None:
+    discovery = Discovery(max_devices=1)
+    directory = DeviceDirectory([], LOCAL, evidence=discovery)
+    host, address = mac("00:00:0c:00:00:01"), ip("10.0.0.7")
+    discovery.observe_cloud(host, address, "hikvision", "hik-connect", 110.0)
+    assert directory.lookup(host, address, 120.0) is not None
+    # a laptop's DHCP request, which names no vendor, takes the only evidence slot
+    laptop = mac("02:42:ac:11:00:02")
+    request = dhcp4(dpkt.dhcp.DHCPREQUEST, opts=((dpkt.dhcp.DHCP_OPT_HOSTNAME, b"alices-laptop"),))
+    discovery.observe_udp(laptop, bytes(4), 68, 67, request.replace(DHCP_CLIENT, laptop), 130.0)
+    assert directory.lookup(host, address, 140.0) is None
+
+
+def test_restored_evidence_attributes_an_endpoint_already_looked_up() -> None:
+    host, address = mac("00:00:0c:00:00:01"), ip("10.0.0.7")
+    before_restart = Discovery()
+    before_restart.observe_cloud(host, address, "hikvision", "hik-connect", 110.0)
+    discovery = Discovery()
+    directory = DeviceDirectory([], LOCAL, evidence=discovery)
+    assert directory.lookup(host, address, 120.0) is None
+    discovery.restore([row for row in before_restart.drain_changes().values() if row is not None])
+    assert directory.lookup(host, address, 130.0).vendor == "hikvision"
+
+
+def test_a_forgotten_discovered_device_is_rebuilt_as_a_fresh_directory_would() -> None:
+    discovery = Discovery()
+    directory = DeviceDirectory([], LOCAL, max_discovered=1, evidence=discovery)
+    camera, address = mac("44:19:b6:00:00:42"), ip("10.0.0.7")
+    assert directory.lookup(camera, address).name == "hikvision-4419b6000042"  # by its OUI
+    discovery.observe_cloud(camera, address, "dahua", "dahua-p2p", 110.0)  # an OEM of Dahua's
+    assert directory.lookup(camera, address) == Device(
+        name="hikvision-4419b6000042", group="unassigned", vendor="dahua", role="camera", discovered=True
+    )
+    directory.lookup(mac("44:19:b6:00:00:43"), ip("10.0.0.8"))  # the bound forgets the first camera
+    fresh = DeviceDirectory([], LOCAL, evidence=discovery).lookup(camera, address)
+    assert fresh.name == "dahua-4419b6000042"
+    assert directory.lookup(camera, address) == fresh
