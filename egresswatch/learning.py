@@ -71,9 +71,10 @@ class SiteLearning:
     def flow_started(self, flow: Flow, ts: float) -> int:
         """Vote for the local ends' OUI vendors; the flow's listen budget (0: nothing to learn)."""
         for mac, ip in ((flow.a_mac, flow.a_ip), (flow.b_mac, flow.b_ip)):
-            if mac is not None and not mac[0] & 1 and self._is_local(ip):
+            # the vendor first: a cached answer that rules out most hosts before the address test
+            if mac is not None and not mac[0] & 1:
                 vendor = vendor_of(mac)
-                if vendor in CAMERA_VENDORS:
+                if vendor in CAMERA_VENDORS and self._is_local(ip):
                     self.discovery.observe_oui(mac, vendor, ts, ip)
         if flow.proto == PROTO_ICMPV6:
             return NDP_BUDGET
