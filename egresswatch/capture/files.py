@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pcapy
 
-from egresswatch.capture import META_RECORD_SIZE, META_STRUCT, Batch, CaptureError, CaptureSource
+from egresswatch.capture import (
+    BATCH_PACKETS,
+    META_RECORD_SIZE,
+    META_STRUCT,
+    Batch,
+    CaptureError,
+    CaptureSource,
+)
 from egresswatch.capture.pcapng import PCAPNG_MAGIC, PcapngSource
 from egresswatch.decode.registry import SUPPORTED_LINKTYPES
 
@@ -21,7 +28,6 @@ PCAP_MAGICS = {
     b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",  # nanosecond
 }
 PCAP_FILE_HEADER = 24
-BATCH_PACKETS = 4096
 
 
 class PcapSource:

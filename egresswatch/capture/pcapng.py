@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from egresswatch.capture import META_STRUCT, Batch, CaptureError
+from egresswatch.capture import BATCH_PACKETS, META_STRUCT, Batch, CaptureError
 from egresswatch.decode.registry import SUPPORTED_LINKTYPES
 
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
@@ -25,7 +25,6 @@ BLOCK_EPB = 0x00000006
 OPT_IF_TSRESOL = 9
 OPT_IF_TSOFFSET = 14
 MAX_BLOCK = 64 * 1024 * 1024
-BATCH_PACKETS = 4096
 
 
 class _Interface:
