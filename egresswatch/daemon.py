@@ -5,8 +5,9 @@ Process layout (one design for one worker or many):
 - the **parent** loads and reloads the config, serves ``/metrics`` and ``/healthz``, writes the
   event file, handles signals and talks to systemd. It never touches packets.
 - each **worker** (``capture.workers`` of them, forked) opens its own capture handle on every
-  interface, all joined in one ``PACKET_FANOUT_HASH`` group per interface so both directions of a
-  flow land on the same worker, and runs a whole ``Pipeline`` on its share.
+  interface, whose kernel filter keeps the worker's share (daemon_worker.py): every flow of one
+  address pair, both directions, lands on one worker whatever its ports, so per-worker alert
+  de-duplication is exact; every worker also sees all DNS, so each knows every name.
 
 Workers (daemon_worker.py) talk to the parent over a ``multiprocessing`` pipe: event lines, and
 once a second a snapshot of their own metrics registry. A worker that dies is restarted with
@@ -153,7 +154,6 @@ class Daemon:
         self.events = EventWriter(events.path, events.max_mb << 20, events.backups)
         self.notifier = Notifier()
         self.context = multiprocessing.get_context("fork")
-        self.fanout_base = os.getpid()
         count = 1 if replay else config.capture.workers
         self.slots = [_Slot(index) for index in range(count)]
         self.server: MetricsServer | None = None
@@ -196,12 +196,16 @@ class Daemon:
             inherited.append(self.server.listener)
         slot.process = self.context.Process(
             target=worker_main, name=f"worker-{slot.index}",
-            args=(self.config, self.bpf, self.replay, self.fanout_base, child_end, inherited))
+            args=(self.config, self.bpf, self.replay, self._share(slot), child_end, inherited))
         slot.process.start()
         child_end.close()
         slot.conn = parent_end
         slot.restart_at = None
         slot.done = False
+
+    def _share(self, slot: _Slot) -> tuple[int, int] | None:
+        """(index, workers) of the share the worker in ``slot`` captures; None when it is alone."""
+        return (slot.index, len(self.slots)) if len(self.slots) > 1 else None
 
     def _loop(self, wake_r: int) -> int:
         while True:

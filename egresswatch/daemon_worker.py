@@ -1,10 +1,20 @@
 """One capture worker of ``egresswatch run`` (the parent side is daemon.py).
 
-A worker is forked by the parent, opens its capture handles (every interface, in the parent's
-``PACKET_FANOUT_HASH`` group when there are several workers), drops root, and runs a whole
-``Pipeline`` on its share. It talks to the parent over one pipe: it sends ``ready``, event lines,
-a metrics snapshot once a second and ``done`` after its final flush; it receives ``stop`` and
-``reload``. Every wait is a ``select`` on the capture fds, the pipe and the signal wake-up pipe.
+A worker is forked by the parent, opens its capture handles (every interface), drops root, and runs
+a whole ``Pipeline`` on its share. With several workers each handle's kernel filter keeps only the
+worker's share, exactly as ``replay --workers`` splits a file (workers.py): the frames whose address
+words sum to the worker's index (modulo the worker count), plus every DNS frame, so each worker learns
+every name; the Pipeline's ``share`` makes a DNS flow that another worker owns a shadow (names learned,
+not counted or reported). The split is a pure function of the worker's index, so a worker restarted
+after a crash, or a handle reopened after the interface went away, takes back exactly the share it
+had. A PACKET_FANOUT group would not: the kernel numbers its members in the order they joined, and
+renumbers them when one leaves, so a restart or an interface flap would move flows between workers.
+Every worker's ``capture_received_packets_total`` counts the frames its handles took in, so the
+daemon's sum counts each DNS frame once per worker.
+
+It talks to the parent over one pipe: it sends ``ready``, event lines, a metrics snapshot once a
+second and ``done`` after its final flush; it receives ``stop`` and ``reload``. Every wait is a
+``select`` on the capture fds, the pipe and the signal wake-up pipe.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from egresswatch.pipeline import Pipeline, settle_heap
 from egresswatch.privileges import drop_privileges
 from egresswatch.sinks.events import EventSink
 from egresswatch.sinks.metrics import MetricsSink
+from egresswatch.workers import share_filter
 
 log = logging.getLogger("egresswatch.daemon")
 
@@ -46,6 +57,14 @@ class Replay:
 
 class Closable(Protocol):
     def close(self) -> None: ...
+
+
+def capture_filter(bpf: str, share: tuple[int, int] | None) -> str:
+    """The kernel filter of one worker's handles: the daemon's filter, narrowed to the worker's share.
+
+    The share test comes first: the other workers' frames are refused after ~20 instructions instead
+    of running the whole inventory filter once per worker."""
+    return bpf if share is None else f"({share_filter(*share, tags_in_frame=False)}) and ({bpf})"
 
 
 class _PipeStream:
@@ -68,26 +87,25 @@ class _PipeStream:
 class Worker:
     """One capture process: its sources, its pipeline, its metrics registry."""
 
-    def __init__(self, config: Config, bpf: str, replay: Replay | None, fanout_base: int,
+    def __init__(self, config: Config, bpf: str, replay: Replay | None, share: tuple[int, int] | None,
                  conn: Connection) -> None:
         self.conn = conn
+        self.share = share
         self.stop = False
         self.registry = CollectorRegistry()
         self.events = _PipeStream(conn)
         self.pipeline = Pipeline(config, [
             EventSink(self.events, flows=config.events.flows),  # type: ignore[arg-type]
             MetricsSink(self.registry, config.metrics.max_devices, totals=lambda: self.pipeline.totals),
-        ])
+        ], share=share)
         now = time.time()
         self.sources: list[LiveSource | PacedSource] = []
         if replay is not None:
             self.sources.append(PacedSource(open_capture(replay.path, bpf), replay.speed, now))
-        fanout = config.capture.workers > 1
-        for index, interface in enumerate(() if replay else config.capture.interfaces):
+        for interface in () if replay else config.capture.interfaces:
             source = LiveSource(interface, snaplen=config.capture.snaplen,
                                 buffer_bytes=config.capture.buffer_mb << 20,
-                                promiscuous=config.capture.promiscuous, bpf=bpf,
-                                fanout_group=(fanout_base + index * 0x1001) & 0xFFFF if fanout else None)
+                                promiscuous=config.capture.promiscuous, bpf=capture_filter(bpf, share))
             source.open(now)
             self.sources.append(source)
         self.registry.register(_DaemonCollector(self.sources, self.pipeline))  # type: ignore[arg-type]
@@ -131,7 +149,7 @@ class Worker:
                 self.pipeline.reload(config, Geo(config.geoip) if config.geoip != old else None)
                 for source in self.sources:
                     if isinstance(source, LiveSource):
-                        source.set_filter(bpf)
+                        source.set_filter(capture_filter(bpf, self.share))
 
     def _reopen_geo(self) -> None:
         """Pick up a GeoIP DB that geoipupdate replaced (written aside, then renamed over the old)."""
@@ -158,9 +176,10 @@ class _DaemonCollector:
         return daemon_families(stats, self._pipeline.geo.build_timestamps())
 
 
-def worker_main(config: Config, bpf: str, replay: Replay | None, fanout_base: int, conn: Connection,
-                inherited: Iterable[Closable]) -> None:
-    """The forked worker's entry point. ``inherited`` are the parent's handles a fork copied (the
+def worker_main(config: Config, bpf: str, replay: Replay | None, share: tuple[int, int] | None,
+                conn: Connection, inherited: Iterable[Closable]) -> None:
+    """The forked worker's entry point; ``share`` is (this worker's index, workers), None for a lone
+    worker. ``inherited`` are the parent's handles a fork copied (the
     other workers' pipe ends, the listening socket): closed first, so that a worker restarted later
     holds nothing that keeps another worker's pipe or the metrics port open."""
     for handle in inherited:
@@ -170,7 +189,7 @@ def worker_main(config: Config, bpf: str, replay: Replay | None, fanout_base: in
     signal.set_wakeup_fd(wake_w)
     # The parent decides about reloads; a terminal hang-up must not kill a worker.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    worker = Worker(config, bpf, replay, fanout_base, conn)
+    worker = Worker(config, bpf, replay, share, conn)
 
     def on_stop(_signum: int, _frame: object) -> None:
         worker.stop = True

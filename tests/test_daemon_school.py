@@ -66,15 +66,15 @@ def school_config(path: Path, interface: str, workers: int, port: int) -> Path:
     return path
 
 
-def expected_kept_frames() -> tuple[int, int]:
-    """(kept, dropped) frames of the school capture, from the site's inventory, not from libpcap:
+def expected_kept_frames() -> tuple[int, int, int]:
+    """(kept, dropped, DNS) frames of the school capture, from the site's inventory, not from libpcap:
     dropped are the frames whose both IP ends are local (camera <-> NVR) and those of hosts that are
     neither inventory devices nor camera-vendor MACs (the office PC), except DNS and ARP."""
     demo = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text(encoding="utf-8"))
     device_ips = {d["ip"] for d in demo["devices"] if "ip" in d}
     device_macs = {bytes.fromhex(d["mac"].replace(":", "")) for d in demo["devices"] if "mac" in d}
     local = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "fc00::/7", "fe80::/10", "ff00::/8")]
-    kept = dropped = 0
+    kept = dropped = dns = 0
     with SCHOOL.open("rb") as capture:
         for _, frame in dpkt.pcap.Reader(capture):
             eth = dpkt.ethernet.Ethernet(frame)
@@ -86,10 +86,11 @@ def expected_kept_frames() -> tuple[int, int]:
                 device = bool(device_ips & set(ends)) or any(
                     mac in device_macs or mac[:3] in CAMERA_OUIS for mac in (eth.src, eth.dst))
                 both_local = all(any(ipaddress.ip_address(ip) in net for net in local) for ip in ends)
+                dns += bool(ports & ALWAYS_KEPT_PORTS)
                 keep = bool(ports & ALWAYS_KEPT_PORTS) or (device and not both_local)
             kept += keep
             dropped += not keep
-    return kept, dropped
+    return kept, dropped, dns
 
 
 @dataclass
@@ -109,7 +110,7 @@ EXPECTED_EGRESS = {(device["name"], row["country"], row["category"], row["verdic
 def school_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, Outcome]]:
     """Replay the school capture once into two daemons (1 and 2 workers); their final state."""
     tmp = tmp_path_factory.mktemp("school")
-    kept, _ = expected_kept_frames()
+    kept, _, _ = expected_kept_frames()
     outcomes: dict[int, Outcome] = {}
     with veth_pair() as pair:
         configs = {w: school_config(tmp / f"school-{w}.yaml", pair.capture_if, w, port)
@@ -180,32 +181,49 @@ def _alerts(outcome: Outcome) -> Counter:
         for r in outcome.events if r["event"]["kind"] == "alert")
 
 
-def test_alerts_equal_the_truth(school_live: dict[int, Outcome]) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_alerts_equal_the_truth(school_live: dict[int, Outcome], workers: int) -> None:
+    """With two workers too: every flow of one address pair is on one worker, so cam-hik-entrance's two
+    TLS flows to 198.51.100.21 alert once between them, whatever their ports."""
     expected = Counter((a["device"], a["country"], a["category"], a["severity"]) for a in TRUTH["alerts"])
-    assert _alerts(school_live[1]) == expected
+    assert _alerts(school_live[workers]) == expected
 
 
-def test_two_workers_raise_the_truths_alerts_at_most_once_per_worker(school_live: dict[int, Outcome]) -> None:
-    """Known limitation: alerts are de-duplicated per worker, and the kernel's fanout hash covers the
-    ports, so two flows of one (device, destination, category) may land on different workers and
-    alert once each (cam-hik-entrance's two TLS flows to 198.51.100.21, depending on the boot's hash
-    seed). Every truth alert is there, nothing else, and never more often than it has flows."""
-    flows = {(device["name"], row["country"], row["category"]): row["flows"]
-             for device in TRUTH["devices"] for row in device["egress"]}
-    alerts = _alerts(school_live[2])
-    assert set(alerts) == {(a["device"], a["country"], a["category"], a["severity"]) for a in TRUTH["alerts"]}
-    for (device, country, category, _), count in alerts.items():
-        assert count <= min(2, flows[(device, country, category)])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_destinations_are_named_as_in_the_truth(school_live: dict[int, Outcome], workers: int) -> None:
+    """Every worker sees every DNS answer, so a flow is named (and its service found by name) even when
+    the lookup's address pair belongs to the other worker."""
+    expected = {(device["name"], row["country"], row["category"], row["verdict"]):
+                (set(row["domains"]), set(row["services"]))
+                for device in TRUTH["devices"] for row in device["egress"]}
+    assert _names(school_live[workers]) == expected
+
+
+def _names(outcome: Outcome) -> dict[tuple[str, str, str, str], tuple[set[str], set[str]]]:
+    """(device, country, category, verdict) -> (domains, services) of the egress flow events."""
+    names: dict[tuple[str, str, str, str], tuple[set[str], set[str]]] = {}
+    for record in outcome.events:
+        ours = record["egresswatch"]
+        if record["event"]["kind"] != "event" or not ours.get("egress"):
+            continue
+        key = (ours["device"]["name"], record["destination"]["geo"]["country_iso_code"], ours["category"],
+               ours["verdict"])
+        domains, services = names.setdefault(key, (set(), set()))
+        domains.update(filter(None, [record["destination"].get("domain")]))
+        services.update(filter(None, [ours.get("service", {}).get("name")]))
+    return names
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_kernel_filter_dropped_exactly_the_local_and_non_device_frames(
         school_live: dict[int, Outcome], workers: int) -> None:
-    kept, dropped = expected_kept_frames()
+    kept, dropped, dns = expected_kept_frames()
     assert dropped == 509  # 472 camera <-> NVR frames (RTSP pulls, RTP pushes) and the office PC's 37
     outcome = school_live[workers]
-    # What crossed into user space is exactly the frames that matter, none lost in the ring.
-    assert (outcome.received, outcome.packets, outcome.capture_dropped) == (kept, kept, 0)
+    # What crossed into user space is exactly the frames that matter, none lost in the ring; every
+    # worker takes in every DNS frame, the pipelines count each frame once.
+    expected = (kept + (workers - 1) * dns, kept, 0)
+    assert (outcome.received, outcome.packets, outcome.capture_dropped) == expected
     # No camera <-> NVR flow reached the pipeline: the only local device flows are DNS lookups.
     local = [r for r in outcome.events if r["event"]["kind"] == "event" and _both_local(r)]
     assert local and all(53 in (r["source"].get("port"), r["destination"].get("port")) for r in local)

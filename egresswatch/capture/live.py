@@ -8,7 +8,9 @@ is due; an interface that is down says how long until the next reopen attempt.
 
 Linux strips 802.1Q tags before an AF_PACKET socket sees the frame and hands them over as
 auxiliary data; libpcap puts them back into the frame it returns, so batches carry tagged frames
-exactly as they were on the wire (tests/test_live_netns.py checks it).
+exactly as they were on the wire (tests/test_live_netns.py checks it). A filter therefore sees the
+frame untagged (``vlan`` compiles into a check of that auxiliary data), which is why one expression
+with an untagged and a ``vlan`` form serves both files and live capture.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class LiveSource:
     truncated_at: str | None = None
 
     def __init__(self, interface: str, *, snaplen: int = 262144, buffer_bytes: int = 64 << 20,
-                 promiscuous: bool = True, bpf: str = "", fanout_group: int | None = None) -> None:
+                 promiscuous: bool = True, bpf: str = "") -> None:
         self.name = interface
         self.position_bytes = 0
         self.linktype = 1
@@ -66,7 +68,6 @@ class LiveSource:
         self._buffer_bytes = buffer_bytes
         self._promiscuous = promiscuous
         self._bpf = bpf
-        self._fanout_group = fanout_group
         self._handle: pcapy.Reader | None = None
         self._closed_stats = CaptureStats(0, 0)
         self._backoff = BACKOFF_FIRST
@@ -83,8 +84,6 @@ class LiveSource:
             handle.activate()
             if self._bpf:
                 handle.setfilter(self._bpf)
-            if self._fanout_group is not None:
-                handle.set_fanout(self._fanout_group, pcapy.PACKET_FANOUT_HASH)
             handle.setnonblock(True)
         except pcapy.PcapError as exc:
             self._went_down(now, str(exc))

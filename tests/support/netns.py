@@ -110,6 +110,8 @@ class SitePcap:
     kept: int = 0
     """Frames the generated filter must pass."""
     dropped: int = 0
+    dns: int = 0
+    """Kept frames to or from port 53: every worker of a daemon takes these in."""
     flows: dict[tuple[str, int, str, int], tuple[int, int]] = field(default_factory=dict)
     """(src ip, src port, dst ip, dst port) -> (packets from src, packets from dst), device flows."""
 
@@ -151,6 +153,7 @@ def write_site_pcap(path: Path, scale: int = 1, sport_offset: int = 0) -> SitePc
     for _ in range(30 * scale):  # a non-device host browsing
         frames.append((_udp(LAPTOP, GATEWAY_MAC, "203.0.113.80", 50000, 443, 1200), False))
     frames.append((_udp(LAPTOP, GATEWAY_MAC, "10.1.0.1", 5353, 53, 40), True))  # DNS: always kept
+    truth.dns = 1
     with path.open("wb") as out:
         writer = dpkt.pcap.Writer(out, snaplen=65535)
         start = time.time() - 60
