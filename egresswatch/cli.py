@@ -186,10 +186,7 @@ class _Sinks:
         except OSError as exc:
             print(f"egresswatch replay: {exc}", file=sys.stderr)
             return 2
-        console = Console(stderr=table_to_stderr)
-        if not console.is_terminal:
-            console.width = 160  # a pipe or file has no width: do not squeeze the table into 80 columns
-        render_table(summary, console)
+        render_table(summary, Console(stderr=table_to_stderr))
         return 0
 
 

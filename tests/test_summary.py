@@ -197,6 +197,27 @@ def test_table_shows_devices_rows_and_alerts_with_colour(config: Config) -> None
     assert "\x1b[33mviolation (warning)" in text
 
 
+def test_into_a_pipe_the_table_is_plain_aligned_columns(config: Config) -> None:
+    result = summary_of(config, [
+        ("alert", report(delta_src_bytes=1536)),
+        ("flow", report(delta_src_bytes=1536)),
+    ])
+    out = io.StringIO()
+    render_table(result, Console(file=out, width=80))
+    lines = out.getvalue().splitlines()
+    assert "\x1b" not in out.getvalue() and "│" not in out.getvalue()
+    header = lines.index("Egress by device") + 1
+    assert lines[header].split() == ["device", "group", "vendor", "country", "category", "verdict",
+                                     "bytes", "out", "bytes", "in", "flows"]
+    egress = next(line for line in lines[header:] if "violation (critical)" in line)
+    # right-aligned numbers end where their header ends, whatever the terminal width said
+    assert egress.endswith("1") and len(egress) == len(lines[header]) > 80
+    assert egress.index("1.5 KiB") + len("1.5 KiB") == lines[header].index("bytes out") + len("bytes out")
+    idle = next(line for line in lines[header:] if line.startswith("cam-yard "))
+    assert idle.split()[-1] == "egress" and idle.index("no egress") == lines[header].index("verdict")
+    assert "Policy violations" in lines
+
+
 def test_the_table_shows_the_first_alerts_and_counts_the_rest() -> None:
     alert = {"device": "cam", "country": "CN", "category": "telemetry", "severity": "warning",
              "destination_ip": "198.51.100.1", "domain": None, "first_seen": "2026-01-12T08:00:00.000000Z",

@@ -254,44 +254,89 @@ TABLE_ALERTS = 50
 """Alerts a terminal table shows; the JSON summary and the events keep every one."""
 
 
-def render_table(summary: dict[str, Any], console: Console) -> None:
-    """Print the summary as a per-device egress table, then the alerts, then the totals."""
-    devices = Table(title="Egress by device", title_justify="left")
-    for column in ("device", "group", "vendor", "country", "category", "verdict"):
-        devices.add_column(column)
-    for column in ("bytes out", "bytes in", "flows"):
-        devices.add_column(column, justify="right")
+Cell = tuple[str, str]
+"""(text, rich style): a table cell; the style is dropped where the output is not a terminal."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextTable:
+    title: str
+    columns: tuple[str, ...]
+    right: frozenset[str]
+    """Columns aligned right (numbers)."""
+    rows: list[tuple[Cell, ...]]
+
+
+def summary_tables(summary: dict[str, Any]) -> list[TextTable]:
+    """The per-device egress table and, when there are any, the alerts table."""
     severities = {(a["device"], a["country"], a["category"]): a["severity"] for a in summary["alerts"]}
+    egress: list[tuple[Cell, ...]] = []
     for device in summary["devices"]:
-        ident = (device["name"], device["group"], device["vendor"] or "-")
+        ident = ((device["name"], ""), (device["group"], ""), (device["vendor"] or "-", ""))
         if not device["egress"]:
-            devices.add_row(*ident, "-", "-", Text("no egress", style="dim"), "", "", "")
+            egress.append((*ident, ("-", ""), ("-", ""), ("no egress", "dim"), ("", ""), ("", ""), ("", "")))
         for row in device["egress"]:
             severity = None
             if row["verdict"] == "violation":
                 severity = severities.get((device["name"], row["country"], row["category"]))
-            style = _STYLES.get(severity or row["verdict"] or "", "")
             verdict = row["verdict"] + (f" ({severity})" if severity else "")
-            devices.add_row(*ident, row["country"], row["category"] or "-", Text(verdict, style=style),
-                            human_bytes(row["bytes_out"]), human_bytes(row["bytes_in"]), str(row["flows"]))
-    console.print(devices)
+            egress.append((*ident, (row["country"], ""), (row["category"] or "-", ""),
+                           (verdict, _STYLES.get(severity or row["verdict"] or "", "")),
+                           (human_bytes(row["bytes_out"]), ""), (human_bytes(row["bytes_in"]), ""),
+                           (str(row["flows"]), "")))
+    tables = [TextTable("Egress by device",
+                        ("device", "group", "vendor", "country", "category", "verdict", "bytes out",
+                         "bytes in", "flows"), frozenset({"bytes out", "bytes in", "flows"}), egress)]
     if summary["alerts"]:
-        alerts = Table(title="Policy violations", title_justify="left")
-        alerts.add_column("first seen (UTC)", no_wrap=True)
-        for column in ("device", "country", "category", "severity", "destination", "domain"):
-            alerts.add_column(column)
-        alerts.add_column("bytes out", justify="right")
-        for alert in summary["alerts"][:TABLE_ALERTS]:
-            seen = alert["first_seen"][:19].replace("T", " ")  # to the second reads better in a table
-            alerts.add_row(seen, alert["device"], alert["country"], alert["category"],
-                           Text(alert["severity"] or "-", style=_STYLES.get(alert["severity"] or "", "")),
-                           alert["destination_ip"], alert["domain"] or "-", human_bytes(alert["bytes_out"]))
-        console.print(alerts)
-        hidden = len(summary["alerts"]) - TABLE_ALERTS
-        if hidden > 0:
-            console.print(f"... and {hidden} more alerts: see --summary-json or --events")
-    else:
+        alerts = [((alert["first_seen"][:19].replace("T", " "), ""),  # to the second reads better
+                   (alert["device"], ""), (alert["country"], ""), (alert["category"], ""),
+                   (alert["severity"] or "-", _STYLES.get(alert["severity"] or "", "")),
+                   (alert["destination_ip"], ""), (alert["domain"] or "-", ""),
+                   (human_bytes(alert["bytes_out"]), ""))
+                  for alert in summary["alerts"][:TABLE_ALERTS]]
+        tables.append(TextTable("Policy violations",
+                                ("first seen (UTC)", "device", "country", "category", "severity",
+                                 "destination", "domain", "bytes out"), frozenset({"bytes out"}), alerts))
+    return tables
+
+
+def render_table(summary: dict[str, Any], console: Console) -> None:
+    """Print the summary: the egress table, the alerts, the totals. Boxed and coloured by rich on
+    a terminal; plain aligned columns into a pipe or file, which scripts read and which costs
+    milliseconds, where rich's layout of a large site's table takes seconds."""
+    tables = summary_tables(summary)
+    for table in tables:
+        if console.is_terminal:
+            console.print(_rich_table(table))
+        else:
+            console.file.write(_plain_table(table))
+    if len(tables) == 1:
         console.print("No policy violations.")
+    hidden = len(summary["alerts"]) - TABLE_ALERTS
+    if hidden > 0:
+        console.print(f"... and {hidden} more alerts: see --summary-json or --events")
     totals = summary["totals"]
     console.print(f"{totals['packets']} packets, {human_bytes(totals['ip_bytes'])} IP, "
                   f"{totals['flows']} flows, {totals['decode_errors']} decode errors")
+
+
+def _rich_table(table: TextTable) -> Table:
+    out = Table(title=table.title, title_justify="left")
+    for column in table.columns:
+        out.add_column(column, justify="right" if column in table.right else "left",
+                       no_wrap=column == "first seen (UTC)")
+    for row in table.rows:
+        out.add_row(*(Text(text, style=style) for text, style in row))
+    return out
+
+
+def _plain_table(table: TextTable) -> str:
+    widths = [max([len(column), *(len(row[i][0]) for row in table.rows)])
+              for i, column in enumerate(table.columns)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(cell.rjust(width) if column in table.right else cell.ljust(width)
+                         for cell, width, column in zip(cells, widths, table.columns, strict=True)).rstrip()
+
+    body = [line(tuple(text for text, _ in row)) for row in table.rows]
+    return "\n".join([table.title, line(table.columns), *body]) + "\n"
