@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import pcapy
 
 from egresswatch.config import Config, ConfigError, load_config
-from egresswatch.devices import CAMERA_VENDORS, ouis_for, vendor_of
+from egresswatch.oui import CAMERA_VENDORS, ouis_for, vendor_of
 
 DNS = "port 53"
 DHCP = "udp port 67 or udp port 68 or udp port 546 or udp port 547"

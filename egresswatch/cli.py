@@ -191,7 +191,7 @@ class _Sinks:
 
 
 def _mac_vendor(mac: str) -> str | None:
-    from egresswatch.devices import vendor_of
+    from egresswatch.oui import vendor_of
 
     return vendor_of(bytes.fromhex(mac.replace(":", "")))
 

@@ -1,92 +1,18 @@
-"""Which device a flow endpoint belongs to: the inventory first, then cameras found by MAC vendor.
-
-OUI data comes from the `pymanuf` package. The three candidates, as installed here:
-
-- pymanuf (2026.10.1): ships the IEEE registry (MA-L, MA-M, MA-S: 24/28/36-bit prefixes) as
-  `manuf.txt` inside the wheel and is re-released on the first of every month, so the data is at
-  most a month old. Works offline (its `online` submodule is separate and never imported here).
-  Parses the file at import: ~0.15 s, once per process. 84 Hikvision prefixes.
-- manuf (1.1.5): ships a Wireshark `manuf` file frozen at its last release (37 Hikvision
-  prefixes against 84), and `MacParser()` parses it in ~0.33 s. Its `update()` downloads.
-- mac-vendor-lookup (0.1.15): ships no data; the first lookup downloads oui.txt from the IEEE
-  into ~/.cache through aiohttp. Unusable on an isolated sensor.
-
-pymanuf wins on freshness and offline use. Its answers are company names, several per vendor
-("Hangzhou Hikvision ...", "Prama Hikvision ...", "Hangzhou Ezviz ..."), so
-`egresswatch/data/vendors.yaml` maps name patterns to one slug per vendor.
+"""Which device a flow endpoint belongs to: the inventory first, then cameras found by MAC vendor
+(`egresswatch.oui`).
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
 import ipaddress
-import re
 from collections.abc import Sequence
 from typing import Protocol
 
-import pymanuf
-import yaml
-
 from egresswatch.config import UNASSIGNED_GROUP, DeviceSpec
 from egresswatch.model import Device
+from egresswatch.oui import CAMERA_VENDORS, vendor_of
 
 _V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
-
-
-def _load_vendor_table() -> tuple[tuple[tuple[re.Pattern[str], str], ...], frozenset[str]]:
-    text = importlib.resources.files("egresswatch").joinpath("data/vendors.yaml").read_text("utf-8")
-    table = yaml.safe_load(text)
-    patterns = tuple(
-        (re.compile(rf"\b{re.escape(name)}\b", re.IGNORECASE), slug)
-        for slug, entry in table.items()
-        for name in entry["names"]
-    )
-    return patterns, frozenset(slug for slug, entry in table.items() if entry["camera"])
-
-
-_NAME_PATTERNS, CAMERA_VENDORS = _load_vendor_table()
-"""CAMERA_VENDORS: slugs whose OUIs make an unlisted local host a discovered camera."""
-
-
-def vendor_slug(company: str) -> str | None:
-    """The slug for a registry company name, e.g. "Zhejiang Dahua Technology Co., Ltd." -> "dahua"."""
-    for pattern, slug in _NAME_PATTERNS:
-        if pattern.search(company):
-            return slug
-    return None
-
-
-@functools.lru_cache(maxsize=65536)
-def vendor_of(mac: bytes) -> str | None:
-    """Vendor slug of a 6-byte MAC from its OUI, or None when the company is not in our table."""
-    if len(mac) != 6:
-        raise ValueError(f"expected a 6-byte MAC, got {len(mac)} bytes")
-    return vendor_slug(pymanuf.lookup(mac.hex(":")))
-
-
-def ouis_for(slug: str) -> tuple[bytes, ...]:
-    """Sorted 3-byte OUIs of a vendor's registry blocks, for capture filters (bpf.py).
-
-    A 28- or 36-bit block (MA-M, MA-S) is given as its 24-bit parent, which other companies
-    share: a superset is right for deciding what to capture, not for attribution (`vendor_of`).
-    """
-    return _vendor_ouis().get(slug, ())
-
-
-@functools.cache
-def _vendor_ouis() -> dict[str, tuple[bytes, ...]]:
-    """slug -> OUIs, from one pass over the registry file pymanuf ships (only bpf.py needs this)."""
-    text = importlib.resources.files("pymanuf").joinpath("manuf.txt").read_text("utf-8")
-    found: dict[str, set[bytes]] = {}
-    for line in text.splitlines():
-        fields = [field for field in line.split("\t") if field]
-        if len(fields) < 2 or line.startswith("#"):
-            continue
-        slug = vendor_slug(fields[-1])
-        if slug is not None:
-            found.setdefault(slug, set()).add(bytes.fromhex(fields[0][:8].replace(":", "")))
-    return {slug: tuple(sorted(ouis)) for slug, ouis in found.items()}
 
 
 class SiteNetworks(Protocol):

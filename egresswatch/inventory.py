@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.table import Table
 
 from egresswatch.config import UNASSIGNED_GROUP, Config, load_config
-from egresswatch.devices import ATTRIBUTABLE_ROLES, CAMERA_VENDORS
+from egresswatch.devices import ATTRIBUTABLE_ROLES
 from egresswatch.discovery.evidence import DiscoveredDevice
 from egresswatch.model import Device, FlowReport, Totals
+from egresswatch.oui import CAMERA_VENDORS
 from egresswatch.sinks import iso_utc
 
 

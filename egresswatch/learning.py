@@ -23,11 +23,11 @@ from egresswatch.baseline import Baseline
 from egresswatch.bindings import BindingTable, arp_binding, ndp_binding
 from egresswatch.config import Config
 from egresswatch.decode.packet import Packet
-from egresswatch.devices import CAMERA_VENDORS, vendor_of
 from egresswatch.discovery.dhcp import DhcpInfo
 from egresswatch.discovery.evidence import DISCOVERY_UDP_PORTS, DiscoveredDevice, Discovery
 from egresswatch.flows import Flow
 from egresswatch.model import Place, Service
+from egresswatch.oui import CAMERA_VENDORS, vendor_of
 from egresswatch.state import AlertKey, StateStore
 
 ETHERTYPE_ARP = 0x0806

@@ -20,7 +20,7 @@ import pytest
 from egresswatch.bpf import BPF_BUDGET, FilterInputs, build_filter, filter_expression, inputs_from_config
 from egresswatch.capture.files import open_capture
 from egresswatch.config import load_config, parse_config
-from egresswatch.devices import CAMERA_VENDORS, ouis_for
+from egresswatch.oui import CAMERA_VENDORS, ouis_for
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "benchmarks"

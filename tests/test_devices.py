@@ -13,10 +13,11 @@ from test_discovery_dhcp import dhcp4
 
 from egresswatch.bindings import BindingTable
 from egresswatch.config import DEFAULT_LOCAL_NETWORKS, DeviceSpec
-from egresswatch.devices import CAMERA_VENDORS, DeviceDirectory, ouis_for, vendor_of, vendor_slug
+from egresswatch.devices import DeviceDirectory
 from egresswatch.discovery.evidence import Discovery
 from egresswatch.localnet import LocalNetworks
 from egresswatch.model import Device
+from egresswatch.oui import CAMERA_VENDORS, ouis_for, vendor_of, vendor_slug
 
 LOCAL = LocalNetworks([ipaddress.ip_network(n) for n in DEFAULT_LOCAL_NETWORKS])
 

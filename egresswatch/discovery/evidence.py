@@ -409,7 +409,7 @@ class Discovery:
         return server
 
     def observe_oui(self, mac: bytes, vendor: str | None, ts: float, ip: bytes | None = None) -> None:
-        """The vendor the MAC's OUI belongs to (devices.vendor_of), when it is one we know."""
+        """The vendor the MAC's OUI belongs to (oui.vendor_of), when it is one we know."""
         if vendor is not None:
             self._observe(mac, ts, ip, DeviceEvidence.vote, vendor, "oui", f"MAC OUI {mac[:3].hex(':')}")
 
