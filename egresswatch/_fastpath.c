@@ -63,6 +63,15 @@ static PyMemberDef side_members[] = {
     {NULL},
 };
 
+static PyObject *side_last(Side *self, void *Py_UNUSED(closure)) {
+    return PyFloat_FromDouble(self->sec + self->usec * 1e-6);
+}
+
+static PyGetSetDef side_getset[] = {
+    {"last", (getter)side_last, NULL, "time of the latest packet: sec + usec * 1e-6", NULL},
+    {NULL},
+};
+
 static PyTypeObject SideType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "egresswatch._fastpath.Side",
@@ -74,6 +83,7 @@ static PyTypeObject SideType = {
     .tp_traverse = (traverseproc)side_traverse,
     .tp_clear = (inquiry)side_clear,
     .tp_members = side_members,
+    .tp_getset = side_getset,
 };
 
 /* ------------------------------------------------------------------ scan */

@@ -151,9 +151,11 @@ class FlowSide(SideBase):  # type: ignore[misc,valid-type]
         self.sec: float = ts
         self.usec = 0
 
-    @property
-    def last(self) -> float:
-        return self.sec + self.usec * 1e-6
+    if SideBase is object:  # the C type has `last` as a getter (asked at every report and timer)
+
+        @property
+        def last(self) -> float:
+            return self.sec + self.usec * 1e-6
 
 
 class Flow:
