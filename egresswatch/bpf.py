@@ -37,6 +37,7 @@ import pcapy
 
 from egresswatch.config import Config, ConfigError, load_config
 from egresswatch.oui import CAMERA_VENDORS, ouis_for, vendor_of
+from egresswatch.workers import share_filter
 
 DNS = "port 53"
 DHCP = "udp port 67 or udp port 68 or udp port 546 or udp port 547"
@@ -70,12 +71,19 @@ into auxiliary-data checks and the program grows: one of 3534 instructions offli
 by the kernel live, and libpcap then filters in user space without a word."""
 
 
-def build_filter(config: Config) -> str:
+def build_filter(config: Config, *, live: bool = False) -> str:
     """The BPF expression for ``config``, compiled once here so that a bad ``capture.bpf_extra`` or an
-    inventory too large for the kernel is a config error (with its key) rather than a capture crash."""
-    expression = filter_expression(inputs_from_config(config))
+    inventory too large for the kernel is a config error (with its key) rather than a capture crash.
+
+    ``live``: the form for a live Linux socket (see `filter_expression`). With several workers each
+    one's socket also filters its share of the address pairs, so the budget is checked on the
+    largest combination, worker 0's."""
+    expression = filter_expression(inputs_from_config(config), tags_in_frame=not live)
+    checked = expression
+    if live and config.capture.workers > 1:
+        checked = f"({share_filter(0, config.capture.workers, tags_in_frame=False)}) and ({expression})"
     try:
-        program = pcapy.compile(pcapy.DLT_EN10MB, config.capture.snaplen, expression, 1, 0)
+        program = pcapy.compile(pcapy.DLT_EN10MB, config.capture.snaplen, checked, 1, 0)
     except pcapy.PcapError as exc:
         raise ConfigError("capture.bpf_extra", f"the capture filter does not compile: {exc}") from exc
     size = len(program.get_bpf())
@@ -86,8 +94,9 @@ def build_filter(config: Config) -> str:
 
 
 def bpf_command(args: argparse.Namespace) -> int:
-    """``egresswatch bpf -c CONFIG``: print the generated filter (to paste into tcpdump, say)."""
-    print(build_filter(load_config(args.config)))
+    """``egresswatch bpf -c CONFIG [--file]``: print the generated filter, as the daemon installs it on
+    a live interface (for tcpdump -i), or with ``--file`` the form for capture files (tcpdump -r)."""
+    print(build_filter(load_config(args.config), live=not args.file))
     return 0
 
 
@@ -125,8 +134,17 @@ def inputs_from_config(config: Config) -> FilterInputs:
     )
 
 
-def filter_expression(inputs: FilterInputs) -> str:
-    """Assemble the expression; see the module docstring for what each part is for."""
+def filter_expression(inputs: FilterInputs, *, tags_in_frame: bool = True) -> str:
+    """Assemble the expression; see the module docstring for what each part is for.
+
+    ``tags_in_frame=False`` is for a live Linux socket: the kernel has taken the 802.1Q tag out of
+    the frame before the filter runs, so the untagged form alone sees every single-tagged frame's
+    headers. The ``vlan`` form is left out there, and not only as dead weight: libpcap 1.10 compiles
+    ``(...) or (vlan and (...))`` wrongly for a socket, and the OUI search then let the tagged
+    camera -> NVR bulk through (tests/test_live_netns.py). A QinQ frame keeps its inner tag in the
+    frame and is not IP to the untagged form: on a live socket only its DNS, DHCP, ARP and
+    discovery frames are not kept either (docs/deployment.md).
+    """
     core = _or(
         _and(_device_clause(inputs), _not(_both_local(inputs.local))),
         DNS,
@@ -137,10 +155,11 @@ def filter_expression(inputs: FilterInputs) -> str:
         TUNNELS,
     )
     parts = [inputs.extra] if inputs.extra else []
+    if not tags_in_frame:
+        return _or(*parts, core)
     # The untagged form must not see a frame that still carries its tag (a file, or a mirror that
     # keeps tags): its IP tests would read the tag as the ethertype, find no IP, and "not both
-    # local" would let the camera -> NVR bulk through. The kernel strips tags on live capture, so
-    # there the guard always passes and the untagged form sees the inner headers.
+    # local" would let the camera -> NVR bulk through.
     parts += [f"ether[12:2] != 0x8100 and ({core})", f"vlan and ({core})"]
     return _or(*parts)
 

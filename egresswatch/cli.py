@@ -51,6 +51,12 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", required=True, metavar="CONFIG", help="YAML configuration file")
 
 
+def _bpf_arguments(parser: argparse.ArgumentParser) -> None:
+    _config_argument(parser)
+    parser.add_argument("--file", action="store_true",
+                        help="the form for capture files (tags still in the frame), not for a live interface")
+
+
 def _replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pcaps", nargs="+", metavar="PCAP", help="pcap or pcapng files, read in order")
     _config_argument(parser)
@@ -82,7 +88,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("run", "capture live from the span port, serve metrics and write events",
             "egresswatch.daemon:run_command", "egresswatch.daemon:add_arguments"),
     Command("bpf", "print the kernel capture filter generated from the configuration",
-            "egresswatch.bpf:bpf_command", _config_argument),
+            "egresswatch.bpf:bpf_command", _bpf_arguments),
     Command("devices", "list every device the captures show: inventory and discovered, with evidence",
             "egresswatch.inventory:devices_command", "egresswatch.inventory:add_arguments"),
 )

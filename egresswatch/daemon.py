@@ -102,7 +102,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError("--speed", "must be positive")
     config = load_with_overrides(args)
     replay = Replay(args.pcap, args.speed) if args.pcap else None
-    return Daemon(Path(args.config), args, config, build_filter(config), replay).run()
+    return Daemon(Path(args.config), args, config, build_filter(config, live=replay is None), replay).run()
 
 
 def load_with_overrides(args: argparse.Namespace) -> Config:
@@ -308,7 +308,7 @@ class Daemon:
         self.config_mtime = _mtime(self.config_path)
         try:
             config = load_with_overrides(self.args)
-            bpf = build_filter(config)
+            bpf = build_filter(config, live=self.replay is None)
             if config.geoip != self.config.geoip:
                 Geo(config.geoip).close()  # the workers will open it; fail here, not there
         except (ConfigError, GeoError) as exc:

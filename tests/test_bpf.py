@@ -167,7 +167,7 @@ def test_too_many_address_less_devices_is_a_config_error() -> None:
 def test_bpf_command_prints_the_filter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "site.yaml"
     path.write_text("devices:\n  - {name: cam, ip: 10.20.0.11}\n", encoding="utf-8")
-    assert bpf_command(argparse.Namespace(config=str(path))) == 0
+    assert bpf_command(argparse.Namespace(config=str(path), file=False)) == 0
     printed = capsys.readouterr().out.strip()
     assert "host 10.20.0.11" in printed
     pcapy.compile(pcapy.DLT_EN10MB, 65535, printed, 1, 0)

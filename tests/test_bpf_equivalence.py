@@ -8,6 +8,7 @@ small site mix, and on frames whose MACs sit on and next to every OUI of the inv
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import struct
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from egresswatch.bpf import BPF_BUDGET, FilterInputs, build_filter, filter_expre
 from egresswatch.capture.files import open_capture
 from egresswatch.config import load_config, parse_config
 from egresswatch.oui import CAMERA_VENDORS, ouis_for
+from egresswatch.workers import share_filter
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "benchmarks"
@@ -122,3 +124,33 @@ def test_site_mix_same_frames_and_within_budget(monkeypatch: pytest.MonkeyPatch,
 def test_demo_config_within_budget() -> None:
     expression = build_filter(load_config(REPO / "config" / "demo.yaml"))
     assert len(pcapy.compile(pcapy.DLT_EN10MB, 65535, expression, 1, 0).get_bpf()) <= BPF_BUDGET
+
+
+def test_live_form_keeps_on_a_socket_what_the_file_form_keeps_in_a_file() -> None:
+    """A live Linux socket sees single-tagged frames with the tag taken out; the live form (no
+    `vlan`) must keep such a frame exactly when the file form keeps the frame as it was on the wire."""
+    live_expression = filter_expression(DEMO, tags_in_frame=False)
+    assert "vlan" not in live_expression and "0x8100" not in live_expression
+    file_form = pcapy.compile(pcapy.DLT_EN10MB, 65535, filter_expression(DEMO), 1, 0)
+    live = pcapy.compile(pcapy.DLT_EN10MB, 65535, live_expression, 1, 0)
+    captures = sorted(REPO.glob("pcaps/*.pcap*"))
+    frames = [frame for path in captures for frame in capture_frames(path)]
+    frames += list(frames_around_ouis(DEMO.ouis))
+    seen = {"tagged": 0, "untagged": 0, "kept": 0}
+    for number, frame in enumerate(frames):
+        single_tag = frame[12:14] == b"\x81\x00" and frame[16:18] not in (b"\x81\x00", b"\x88\xa8")
+        on_socket = frame[:12] + frame[16:] if single_tag else frame
+        kept = file_form.filter(frame) != 0
+        assert (live.filter(on_socket) != 0) is kept, f"frame {number}: {frame.hex()}"
+        seen["tagged" if single_tag else "untagged"] += 1
+        seen["kept"] += kept
+    assert all(seen.values()), seen
+
+
+def test_with_workers_the_budget_counts_the_share_filter() -> None:
+    config = load_config(REPO / "config" / "demo.yaml")
+    expression = build_filter(config, live=True)
+    two = dataclasses.replace(config, capture=dataclasses.replace(config.capture, workers=2))
+    assert build_filter(two, live=True) == expression
+    share = f"({share_filter(0, 2, tags_in_frame=False)}) and ({expression})"
+    assert len(pcapy.compile(pcapy.DLT_EN10MB, 65535, share, 1, 0).get_bpf()) <= BPF_BUDGET

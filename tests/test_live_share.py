@@ -122,7 +122,7 @@ def test_each_address_pair_lands_on_its_workers_share_and_dns_on_every_worker(tm
     owned = Counter(_expected_workers(f).pop() for f in frames if len(_expected_workers(f)) == 1)
     assert owned[0] > 24 and owned[1] > 24, owned
     with veth_pair() as pair:
-        bpf = build_filter(load_config(write_config(tmp_path / "site.yaml", pair.capture_if)))
+        bpf = build_filter(load_config(write_config(tmp_path / "site.yaml", pair.capture_if)), live=True)
         argv = [sys.executable, "-c", _CAPTURE, pair.capture_if, bpf, str(WORKERS)]
         capture = pair.popen(pair.capture_ns, argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
