@@ -96,7 +96,8 @@ class Worker:
         self.events = _PipeStream(conn)
         self.pipeline = Pipeline(config, [
             EventSink(self.events, flows=config.events.flows),  # type: ignore[arg-type]
-            MetricsSink(self.registry, config.metrics.max_devices, totals=lambda: self.pipeline.totals),
+            MetricsSink(self.registry, config.metrics.max_devices,
+                        totals=lambda: self.pipeline.counted_totals()),
         ], share=share)
         now = time.time()
         self.sources: list[LiveSource | PacedSource] = []

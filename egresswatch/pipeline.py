@@ -14,6 +14,7 @@ from hosts that are not devices yet). Each keeps its own count in the flow's con
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import ipaddress
 import socket
@@ -85,6 +86,8 @@ class Pipeline:
         share: tuple[int, int] | None = None,
     ) -> None:
         self.totals = Totals()
+        self._shadows: set[Flow] = set()
+        """Open flows another worker owns (`share`): counted by the meter, taken out when they end."""
         self._share = share
         self._sinks = tuple(sinks)
         self.learning = SiteLearning(config, self._is_local)
@@ -160,6 +163,8 @@ class Pipeline:
             return
         ctx = flow.ctx = FlowContext(device, device_is_a, egress, place)
         ctx.shadow = shadow
+        if shadow:
+            self._shadows.add(flow)
         if device is not None:
             self._inspector.flow_started(flow, device_is_a, pkt)
         ctx.inspect, ctx.listen = flow.inspect, listen
@@ -247,9 +252,23 @@ class Pipeline:
 
     def _forget(self, flow: Flow) -> None:
         """Take a shadow flow back out of the totals: its owner worker counts it."""
+        self._shadows.discard(flow)
         self.totals.packets -= flow.a.packets + flow.b.packets
         self.totals.ip_bytes -= flow.a.bytes + flow.b.bytes
         self.totals.flows -= 1
+
+    def counted_totals(self) -> Totals:
+        """The totals without the open shadow flows as well: what a live counter may show, since
+        it must never go down (a shadow flow's packets leave `totals` only when it ends)."""
+        if not self._shadows:
+            return self.totals
+        open_shadows = [(flow.a, flow.b) for flow in self._shadows]
+        return dataclasses.replace(
+            self.totals,
+            packets=self.totals.packets - sum(a.packets + b.packets for a, b in open_shadows),
+            ip_bytes=self.totals.ip_bytes - sum(a.bytes + b.bytes for a, b in open_shadows),
+            flows=self.totals.flows - len(open_shadows),
+        )
 
     # ------------------------------------------------------------------ reports
     def _report(
