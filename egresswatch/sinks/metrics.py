@@ -87,7 +87,8 @@ METRICS: tuple[MetricDoc, ...] = (
     MetricDoc("egresswatch_config_last_reload_success", "gauge", (),
               "1 when the last configuration reload succeeded, else 0.", "daemon"),
     MetricDoc("egresswatch_capture_received_packets_total", "counter", ("interface",),
-              "Packets the capture interface delivered (libpcap ps_recv).", "daemon"),
+              "Packets the capture handles took in (libpcap ps_recv); with several workers every DNS "
+              "frame is taken in once per worker.", "daemon"),
     MetricDoc("egresswatch_capture_dropped_packets_total", "counter", ("interface",),
               "Packets dropped by the kernel or interface before egresswatch saw them.", "daemon"),
     MetricDoc("egresswatch_capture_up", "gauge", ("interface",),
