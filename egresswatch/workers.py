@@ -1,10 +1,13 @@
 """`replay --workers N`: N processes, each running the whole pipeline on its share of every file.
 
 libpcap applies a BPF filter per worker, in C, that keeps the packets whose address pair hashes
-to that worker; the hash is the 32-bit sum of the address words, which is the same in both
-directions, so a flow always lands on one worker. Frames that are not IP (and QinQ stacks, which
-one BPF `vlan` cannot look through) all go to worker 0. Every worker also sees all DNS so the
-names it learns cover the flows it owns; it reports only the DNS flows it owns.
+to that worker. The hash XORs the address words (the same in both directions, so a flow always
+lands on one worker) and multiplies by Knuth's 32-bit golden-ratio constant, whose upper half
+depends on every bit: a plain sum modulo 2 is the parity of the two last address bits, and on
+the site mix put 83% of the packets (60 cameras streaming to 4 NVRs) on one worker. Frames that
+are not IP (and QinQ stacks, which one BPF `vlan` cannot look through) all go to worker 0. Every
+worker also sees all DNS so the names it learns cover the flows it owns; it reports only the DNS
+flows it owns.
 
 Workers send their reports back to the parent, which feeds the sinks in report-time order, so the
 sinks are the same single-process code as for one worker.
@@ -23,8 +26,9 @@ from egresswatch.capture.files import PcapSource, open_capture
 from egresswatch.config import Config
 from egresswatch.model import FlowReport, Totals
 
-SUM4 = "ip[12:4] + ip[16:4]"
-SUM6 = " + ".join(f"ip6[{offset}:4]" for offset in range(8, 40, 4))
+GOLDEN = 0x9E3779B1
+MIX4 = f"((ip[12:4] ^ ip[16:4]) * {GOLDEN:#x}) >> 16"
+MIX6 = f"(({' ^ '.join(f'ip6[{offset}:4]' for offset in range(8, 40, 4))}) * {GOLDEN:#x}) >> 16"
 TAGS = "ether proto 0x8100 or ether proto 0x88a8 or ether proto 0x9100"
 DNS = "udp port 53 or tcp port 53"
 
@@ -38,7 +42,7 @@ def share_filter(worker: int, workers: int, tags_in_frame: bool = True) -> str:
     it. The `vlan` form is left out there, and not only as dead weight: libpcap 1.10 compiles
     `(...) or (vlan and (...))` with these sums wrongly for a socket, and worker 0 then also took
     the other worker's tagged IPv6 frames (tests/test_live_share.py)."""
-    mine = f"(ip and ({SUM4}) % {workers} = {worker}) or (ip6 and ({SUM6}) % {workers} = {worker}) or {DNS}"
+    mine = f"(ip and ({MIX4}) % {workers} = {worker}) or (ip6 and ({MIX6}) % {workers} = {worker}) or {DNS}"
     if not tags_in_frame:
         return f"{mine} or (not ip and not ip6)" if worker == 0 else mine
     if worker == 0:
@@ -51,9 +55,12 @@ def share_filter(worker: int, workers: int, tags_in_frame: bool = True) -> str:
 
 
 def address_share(a: bytes, b: bytes, workers: int) -> int:
-    """The worker that owns the address pair (a, b): the same sum the BPF filter computes."""
-    total = sum(int.from_bytes(x[i : i + 4], "big") for x in (a, b) for i in range(0, len(x), 4))
-    return (total & 0xFFFFFFFF) % workers
+    """The worker that owns the address pair (a, b): the same hash the BPF filter computes."""
+    mixed = 0
+    for address in (a, b):
+        for i in range(0, len(address), 4):
+            mixed ^= int.from_bytes(address[i : i + 4], "big")
+    return (((mixed * GOLDEN) & 0xFFFFFFFF) >> 16) % workers
 
 
 class _Collector:

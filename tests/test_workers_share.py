@@ -1,0 +1,63 @@
+"""The address-pair split of `replay --workers` and the daemon's workers: libpcap's filter and
+Python's `address_share` agree frame by frame, and the split is even where addresses are alike."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import socket
+
+import dpkt
+import pcapy
+import pytest
+
+from egresswatch.workers import address_share, share_filter
+
+rng = random.Random(3)
+
+
+def _frame(src: bytes, dst: bytes, sport: int, dport: int, *, vlan: int | None = None) -> bytes:
+    udp = dpkt.udp.UDP(sport=sport, dport=dport, data=b"x" * 8)
+    udp.ulen = len(udp)
+    if len(src) == 4:
+        ip = dpkt.ip.IP(src=src, dst=dst, p=17, data=udp)
+        ip.len = len(ip)
+        etype = 0x0800
+    else:
+        ip = dpkt.ip6.IP6(src=src, dst=dst, nxt=17, hlim=64, data=udp)
+        ip.plen = len(udp)
+        etype = 0x86DD
+    raw = bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=etype, data=ip))
+    return raw if vlan is None else raw[:12] + bytes.fromhex("8100") + vlan.to_bytes(2, "big") + raw[12:]
+
+
+def _pairs() -> list[tuple[bytes, bytes]]:
+    site = [socket.inet_aton(f"10.20.{rng.randrange(4)}.{rng.randrange(1, 255)}") for _ in range(200)]
+    remote = [rng.getrandbits(32).to_bytes(4, "big") for _ in range(200)]
+    v6 = [bytes.fromhex("20010db8") + rng.getrandbits(96).to_bytes(12, "big") for _ in range(200)]
+    return [*itertools.pairwise(site), *zip(site, remote, strict=True), *zip(v6, v6[::-1], strict=True)]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_filter_and_address_share_name_the_same_worker(workers: int) -> None:
+    filters = [pcapy.compile(pcapy.DLT_EN10MB, 65535, share_filter(w, workers), 1, 0) for w in range(workers)]
+    for src, dst in _pairs():
+        owner = address_share(src, dst, workers)
+        assert owner == address_share(dst, src, workers)
+        for frame in (_frame(src, dst, 40000, 443), _frame(dst, src, 443, 40000, vlan=20)):
+            kept = [w for w, program in enumerate(filters) if program.filter(frame)]
+            assert kept == [owner], (src.hex(), dst.hex())
+
+
+def test_dns_goes_to_every_worker() -> None:
+    frame = _frame(socket.inet_aton("10.20.1.11"), socket.inet_aton("10.20.0.1"), 5353, 53)
+    assert all(pcapy.compile(pcapy.DLT_EN10MB, 65535, share_filter(w, 2), 1, 0).filter(frame) for w in (0, 1))
+
+
+def test_alike_site_addresses_split_evenly() -> None:
+    """60 cameras on every other address (reservations often go so) streaming to 4 NVRs: no
+    worker gets the bulk. A plain sum of the addresses put every one of them on worker 0."""
+    cameras = [socket.inet_aton(f"10.20.1.{host}") for host in range(10, 130, 2)]
+    nvrs = [socket.inet_aton(f"10.20.0.{host}") for host in (2, 4, 6, 8)]
+    shares = [address_share(camera, nvrs[i % 4], 2) for i, camera in enumerate(cameras)]
+    assert 20 <= shares.count(0) <= 40
