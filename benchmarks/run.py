@@ -80,7 +80,25 @@ class Run:
         }
 
 
-def measure(command: Sequence[str], cwd: Path, scratch: Path, timeout: float) -> tuple[float, int, str]:
+def python_environment(cache: Path) -> dict[str, str]:
+    """Python subprocesses run as an installed package does: modules compiled to bytecode once and
+    the bytecode reused (pip compiles it at install). Without this, a machine that sets
+    PYTHONDONTWRITEBYTECODE (this one does) recompiles every module at every start, ~0.1 s of
+    egresswatch's and NFStream's time that no deployment pays. The bytecode goes under ``cache``."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(cache / "pycache")
+    return env
+
+
+def warm_bytecode(env: dict[str, str]) -> None:
+    """Compile what the Python runs import, before any is timed."""
+    subprocess.run([sys.executable, "-c", "import egresswatch.cli, egresswatch.pipeline, egresswatch.bpf, "
+                    "egresswatch.workers, egresswatch.sinks.summary, drivers\ntry:\n import nfstream\n"
+                    "except ImportError:\n pass"], cwd=HERE, env=env, check=True)
+
+
+def measure(command: Sequence[str], cwd: Path, scratch: Path, timeout: float,
+            env: dict[str, str] | None = None) -> tuple[float, int, str]:
     """Run ``command`` once: (wall seconds, peak RSS KiB, stdout).
 
     Peak RSS is the ru_maxrss ``os.wait4`` returns: the largest RSS of the child or any descendant
@@ -105,6 +123,7 @@ def measure(command: Sequence[str], cwd: Path, scratch: Path, timeout: float) ->
             stdout=out,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            env=env,
         )
         watchdog = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
         watchdog.start()
@@ -125,7 +144,7 @@ def measure(command: Sequence[str], cwd: Path, scratch: Path, timeout: float) ->
 def run_repeated(run: Run, args: argparse.Namespace, scratch: Path) -> Run:
     for _ in range(args.repeat):
         try:
-            seconds, rss, run.output = measure(run.command, REPO, scratch, args.timeout)
+            seconds, rss, run.output = measure(run.command, REPO, scratch, args.timeout, args.env)
         except (OSError, RuntimeError) as exc:
             run.error = str(exc)
             run.seconds.clear()
@@ -380,6 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.profile:
             print(f"profile written to {profile(args, scratch)}")
             return 0
+        args.env = python_environment(args.cache)
+        warm_bytecode(args.env)
         before = machine()
         body = site_mode(args, scratch) if args.mode == "site" else flows_mode(args, scratch)
     result = {
