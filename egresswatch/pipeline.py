@@ -153,7 +153,9 @@ class Pipeline:
             if egress:
                 place = self.geo.locate(remote)
         shadow = False
-        if self._share is not None and DNS_PORT in (flow.a_port, flow.b_port):
+        # Every frame of a tunnel reaches the worker of its outer pair: a DNS flow inside is that
+        # worker's own, whatever its inner pair would hash to.
+        if self._share is not None and DNS_PORT in (flow.a_port, flow.b_port) and not pkt.tunnel_depth:
             worker, workers = self._share
             shadow = address_share(flow.a_ip, flow.b_ip, workers) != worker
         if device is None and not listen and not shadow and self.config.events.flows != "all":

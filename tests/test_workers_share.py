@@ -4,14 +4,19 @@ Python's `address_share` agree frame by frame, and the split is even where addre
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import socket
+from pathlib import Path
 
 import dpkt
 import pcapy
 import pytest
 
+from egresswatch.cli import main
 from egresswatch.workers import address_share, share_filter
+
+CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
 
 rng = random.Random(3)
 
@@ -61,3 +66,37 @@ def test_alike_site_addresses_split_evenly() -> None:
     nvrs = [socket.inet_aton(f"10.20.0.{host}") for host in (2, 4, 6, 8)]
     shares = [address_share(camera, nvrs[i % 4], 2) for i, camera in enumerate(cameras)]
     assert 20 <= shares.count(0) <= 40
+
+
+def _vxlan(inner: bytes, outer_src: bytes, outer_dst: bytes) -> bytes:
+    udp = dpkt.udp.UDP(sport=49152, dport=4789, data=bytes.fromhex("0800000000001400") + inner)
+    udp.ulen = len(udp)
+    ip = dpkt.ip.IP(src=outer_src, dst=outer_dst, p=17, data=udp)
+    ip.len = len(ip)
+    return bytes(dpkt.ethernet.Ethernet(src=b"\x06" * 6, dst=b"\x08" * 6, type=0x0800, data=ip))
+
+
+def test_dns_inside_a_tunnel_is_counted_by_the_worker_that_gets_the_tunnel(tmp_path: Path) -> None:
+    """Every frame of a tunnel reaches the worker of its outer pair, whatever its inner pair: the
+    DNS flows inside are that worker's, not shadows of the worker the inner pair hashes to."""
+    outer = (socket.inet_aton("192.0.2.1"), socket.inet_aton("192.0.2.2"))
+    client = socket.inet_aton("10.20.1.11")
+    resolvers = [socket.inet_aton(f"10.20.0.{host}") for host in range(1, 9)]
+    inner_owners = {address_share(client, resolver, 2) for resolver in resolvers}
+    assert inner_owners == {0, 1}, "some inner pairs must hash away from the tunnel's worker"
+    path = tmp_path / "tunnel-dns.pcap"
+    with path.open("wb") as out:
+        writer = dpkt.pcap.Writer(out)
+        for n, resolver in enumerate(resolvers):
+            query = _frame(client, resolver, 40000 + n, 53)
+            answer = _frame(resolver, client, 53, 40000 + n)
+            writer.writepkt(_vxlan(query, *outer), ts=1_700_000_000 + n)
+            writer.writepkt(_vxlan(answer, *outer[::-1]), ts=1_700_000_000 + n + 0.01)
+    summaries = []
+    for workers in ("1", "2"):
+        summary = tmp_path / f"summary-{workers}.json"
+        assert main(["replay", str(path), "-c", str(CONFIG), "--workers", workers,
+                     "--summary-json", str(summary)]) == 0
+        summaries.append(json.loads(summary.read_text())["totals"])
+    assert summaries[0]["flows"] == len(resolvers)
+    assert summaries[1] == summaries[0]
