@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from egresswatch.config import ConfigError
+from egresswatch.config import ConfigError, load_yaml
 from egresswatch.model import Service
 
 DEFAULT_PATH = Path(__file__).parent / "data" / "services.yaml"
@@ -79,7 +79,7 @@ class Catalogue:
         """
         path = Path(path) if path is not None else DEFAULT_PATH
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(str(path), f"cannot read catalogue: {exc}") from exc
         services = data.get("services") if isinstance(data, Mapping) and set(data) == {"services"} else None

@@ -31,12 +31,12 @@ import importlib.util
 import re
 from pathlib import Path
 
-import yaml
+from egresswatch.config import load_yaml
 
 
 def _load_vendor_table() -> tuple[dict[str, str], frozenset[str]]:
     text = importlib.resources.files("egresswatch").joinpath("data/vendors.yaml").read_text("utf-8")
-    table = yaml.safe_load(text)
+    table = load_yaml(text)
     names = {name: slug for slug, entry in table.items() for name in entry["names"]}
     return names, frozenset(slug for slug, entry in table.items() if entry["camera"])
 
