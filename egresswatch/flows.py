@@ -325,17 +325,18 @@ class Meter:
             self._evict()
         flow = Flow(pkt, ts)
         self._share_addresses(flow)
-        reverse = (pkt.vlan, pkt.proto, pkt.dst, pkt.src, pkt.dport, pkt.sport)
-        flow.key_a, flow.key_b = key, reverse
-        self._slow[key] = flow.a
-        self._slow[reverse] = flow.b
         self._active += 1
         self.totals.flows += 1
         flow.next_report = ts + self._cfg.active_timeout
         self._schedule(flow, min(ts + self._idle_timeout(flow), flow.next_report))
         self._hooks.flow_started(flow, pkt)
-        if not flow.inspect:
-            self._promote(flow)
+        # Straight into a fast table when the hooks want no payload (most flows): no slow-table
+        # entry to make and take out again.
+        if flow.inspect or not self._insert_fast(flow):
+            reverse = (pkt.vlan, pkt.proto, pkt.dst, pkt.src, pkt.dport, pkt.sport)
+            flow.key_a, flow.key_b = key, reverse
+            self._slow[key] = flow.a
+            self._slow[reverse] = flow.b
         return flow.a
 
     def _share_addresses(self, flow: Flow) -> None:
@@ -349,19 +350,27 @@ class Meter:
             flow.b_mac = macs.setdefault(flow.b_mac, flow.b_mac)
 
     def _promote(self, flow: Flow) -> None:
-        """Move a TCP/UDP flow that needs no more inspection onto the fast path."""
-        if flow.a_port is None or not isinstance(flow.key_a, tuple):
+        """Move a flow that needs no more inspection from the slow table onto the fast path."""
+        if not isinstance(flow.key_a, tuple):
             return
+        slow_a, slow_b = flow.key_a, flow.key_b
+        if self._insert_fast(flow):
+            self._slow.pop(slow_a, None)
+            self._slow.pop(slow_b, None)
+
+    def _insert_fast(self, flow: Flow) -> bool:
+        """Key a TCP/UDP flow in its fast table; False for a flow the fast path cannot carry."""
+        if flow.a_port is None:
+            return False
         table = self._fast_table(flow.proto, flow.vlan, create=True)
         if table is None:
-            return
-        self._slow.pop(flow.key_a, None)
-        self._slow.pop(flow.key_b, None)
+            return False
         key_a = flow.a_ip + flow.b_ip + PORTS.pack(flow.a_port, flow.b_port)
         key_b = flow.b_ip + flow.a_ip + PORTS.pack(flow.b_port, flow.a_port)
         table[key_a] = flow.a
         table[key_b] = flow.b
         flow.key_a, flow.key_b = key_a, key_b
+        return True
 
     def _fast_table(self, proto: int, vlan: int | None, create: bool) -> dict[bytes, FlowSide] | None:
         if proto == PROTO_TCP:
