@@ -36,6 +36,8 @@ PCAP_MAGICS = {
 PCAP_FILE_HEADER = 24
 MAXIMUM_SNAPLEN = 262144
 """libpcap's largest capture length for the link types we decode (a file may say less, or 0)."""
+RELEASE_BYTES = 16 << 20
+"""How much of a mapped file is read before its pages are handed back (bounds the reader's RSS)."""
 
 try:
     from egresswatch._fastpath import pcap_index
@@ -97,8 +99,14 @@ class PcapSource:
         snapshot = int.from_bytes(header[16:20], "big" if big_endian else "little")
         if not 0 < snapshot <= MAXIMUM_SNAPLEN:
             snapshot = MAXIMUM_SNAPLEN
-        offset, delivered = PCAP_FILE_HEADER, 0
+        offset, delivered, released = PCAP_FILE_HEADER, 0, 0
         while True:
+            if offset - released >= RELEASE_BYTES:
+                # Read pages count in this process's RSS: hand back those behind us (a later look
+                # at them, e.g. by a batch kept longer, maps them again from the page cache).
+                done = offset - offset % mmap.PAGESIZE
+                data.madvise(mmap.MADV_DONTNEED, released, done - released)
+                released = done
             meta, offset, problem = pcap_index(data, offset, BATCH_PACKETS, big_endian, nanosecond, snapshot)
             self.position_bytes = offset
             if meta:
