@@ -26,9 +26,10 @@ META_RECORD_SIZE = 16
 """Bytes per packet in ``Batch.meta``: native-endian uint32 sec, usec, offset, caplen."""
 META_STRUCT = struct.Struct("=IIII")
 BATCH_PACKETS = 256
-"""Packets per batch read from a file. Small on purpose: a batch of 256 average frames (~250 KB)
-stays in the CPU cache from libpcap's copy to the scan; 4096 (~4 MB) does not, and the site-mix
-replay took 2.1 s instead of 1.8 s of CPU (benchmarks/README.md)."""
+"""Packets per batch read from a file. Small on purpose: through libpcap (a filtered read) a batch
+of 256 average frames (~250 KB) stays in the CPU cache from libpcap's copy to the scan, where 4096
+(~4 MB) did not (the site-mix replay took 2.1 s of CPU instead of 1.8 s); a mapped file's batch
+is only its records, and 256 keeps their `meta` as small."""
 
 
 class Batch(NamedTuple):
