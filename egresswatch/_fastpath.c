@@ -130,6 +130,10 @@ static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
     PyObject *untagged = args[4], *vlans = args[5];
     if (PyErr_Occurred())
         return NULL;
+    if (start < 0) {
+        PyErr_SetString(PyExc_ValueError, "scan(): negative start");
+        return NULL;
+    }
     if (!PyTuple_Check(untagged) || PyTuple_GET_SIZE(untagged) != 2 || !PyDict_Check(vlans)) {
         PyErr_SetString(PyExc_TypeError, "scan(): untagged must be a (tcp, udp) tuple, vlans a dict");
         return NULL;

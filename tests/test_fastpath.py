@@ -18,6 +18,8 @@ from pathlib import Path
 
 import dpkt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from egresswatch import _fastpath as fastpath
 from egresswatch import flows
@@ -185,3 +187,61 @@ def test_without_the_extension_the_school_capture_still_replays_to_its_truth(tmp
     assert done.returncode == 0, done.stderr
     truth = json.loads((PCAPS / "school.truth.json").read_text())
     assert json.loads(out.read_text()) == truth
+
+
+# ---------------------------------------------------------------------- hostile input
+# Mirrored traffic is whatever anyone on the wire sends, and a pcap is whatever a file holds: the
+# C code must answer every input with a result or a Python exception, never read out of bounds.
+A6, B6 = "20010db8" + "00" * 11 + "01", "20010db8" + "00" * 11 + "02"
+VALID = [_frame(CAM, REMOTE, 5000, 443), _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x11, vlan=20),
+         _frame(A6, B6, 6000, 443, v6=True), _frame(A6, B6, 6000, 443, tcp_flags=0x02, vlan=20, v6=True)]
+
+
+@st.composite
+def damaged_frames(draw: st.DrawFn) -> bytes:
+    """A valid frame cut anywhere and with one byte changed, or plain random bytes."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=96))
+    frame = bytearray(draw(st.sampled_from(VALID)))
+    frame[draw(st.integers(0, len(frame) - 1))] = draw(st.integers(0, 255))
+    return bytes(frame[: draw(st.integers(0, len(frame)))])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=st.lists(damaged_frames(), min_size=1, max_size=8),
+       shifts=st.lists(st.integers(min_value=-2, max_value=200), min_size=1, max_size=8),
+       clock=st.integers(min_value=-1, max_value=2**32))
+def test_scan_survives_any_bytes_and_any_records(frames: list[bytes], shifts: list[int], clock: int) -> None:
+    data = b"".join(frames)
+    meta = b"".join(META_STRUCT.pack(100, 0, max(0, len(data) - shift) % 2**32, (shift * 7) % 2**32)
+                    for shift in shifts)
+    key_of = {frame[at : at + size] for frame in [*frames, *VALID]
+              for at, size in ((26, 12), (30, 12), (22, 36), (26, 36)) if len(frame) >= at + size}
+    untagged = ({key: _side() for key in key_of}, {key: _side() for key in key_of})
+    start = 0
+    while True:
+        reason, index, _, _, _ = fastpath.scan(data, meta, start, clock, untagged, {20: untagged})
+        assert start <= index <= len(meta) // 16
+        if reason == flows.SCAN_END:
+            break
+        start = index + 1
+        if start > len(meta) // 16:
+            break
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=st.binary(max_size=300), offset=st.integers(min_value=0, max_value=400),
+       snapshot=st.integers(min_value=1, max_value=2**32 - 1), big=st.booleans())
+def test_pcap_index_survives_any_file(body: bytes, offset: int, snapshot: int, big: bool) -> None:
+    meta, end, problem = fastpath.pcap_index(body, offset, 16, big, False, snapshot)
+    for _, _, off, caplen in META_STRUCT.iter_unpack(meta):
+        assert off + caplen <= len(body)
+    assert problem is None or isinstance(problem, str)
+    assert end >= offset
+
+
+def test_negative_positions_are_refused() -> None:
+    with pytest.raises(ValueError):
+        fastpath.scan(b"", b"", -1, 0, ({}, {}), {})
+    with pytest.raises(ValueError):
+        fastpath.pcap_index(b"", -1, 1, False, False, 65535)
