@@ -3,7 +3,7 @@
 A worker is forked by the parent, opens its capture handles (every interface), drops root, and runs
 a whole ``Pipeline`` on its share. With several workers each handle's kernel filter keeps only the
 worker's share, exactly as ``replay --workers`` splits a file (workers.py): the frames whose address
-words sum to the worker's index (modulo the worker count), plus every DNS frame, so each worker learns
+words hash to the worker's index (modulo the worker count), plus every DNS frame, so each worker learns
 every name; the Pipeline's ``share`` makes a DNS flow that another worker owns a shadow (names learned,
 not counted or reported). The split is a pure function of the worker's index, so a worker restarted
 after a crash, or a handle reopened after the interface went away, takes back exactly the share it
