@@ -344,7 +344,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyModule_AddIntConstant(module, "SCAN_END", SCAN_END) < 0
         || PyModule_AddIntConstant(module, "SCAN_TICK", SCAN_TICK) < 0
         || PyModule_AddIntConstant(module, "SCAN_SLOW", SCAN_SLOW) < 0
-        || PyModule_AddIntConstant(module, "SCAN_STATE", SCAN_STATE) < 0) {
+        || PyModule_AddIntConstant(module, "SCAN_STATE", SCAN_STATE) < 0
+        || PyModule_AddIntConstant(module, "MAXIMUM_SNAPLEN", MAXIMUM_SNAPLEN) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -34,13 +34,13 @@ PCAP_MAGICS = {
     b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",  # nanosecond
 }
 PCAP_FILE_HEADER = 24
-MAXIMUM_SNAPLEN = 262144
-"""libpcap's largest capture length for the link types we decode (a file may say less, or 0)."""
 RELEASE_BYTES = 16 << 20
 """How much of a mapped file is read before its pages are handed back (bounds the reader's RSS)."""
 
 try:
-    from egresswatch._fastpath import pcap_index
+    # MAXIMUM_SNAPLEN: libpcap's largest capture length for the link types we decode (a file's
+    # header may say less, or 0)
+    from egresswatch._fastpath import MAXIMUM_SNAPLEN, pcap_index
 except ImportError:  # built without a C compiler: libpcap reads every file
     pcap_index = None
 
