@@ -16,7 +16,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import dpkt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,6 +24,7 @@ from egresswatch import _fastpath as fastpath
 from egresswatch import flows
 from egresswatch.capture import META_STRUCT
 from egresswatch.cli import main
+from tests.support.frames import ethernet_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 PCAPS = ROOT / "pcaps"
@@ -52,30 +52,14 @@ def test_c_and_python_scans_replay_every_capture_alike(
 
 
 # ---------------------------------------------------------------------- the contract, stop by stop
-CAM, REMOTE = "10.20.1.11", "198.51.100.7"
+CAM, REMOTE = socket.inet_aton("10.20.1.11"), socket.inet_aton("198.51.100.7")
+A6, B6 = (bytes.fromhex("20010db8" + "00" * 11 + last) for last in ("01", "02"))
 
 
-def _frame(src: str, dst: str, sport: int, dport: int, *, tcp_flags: int | None = None,
-           vlan: int | None = None, v6: bool = False, payload: bytes = b"x" * 40) -> bytes:
-    if tcp_flags is None:
-        l4 = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
-        l4.ulen = len(l4)
-    else:
-        l4 = dpkt.tcp.TCP(sport=sport, dport=dport, flags=tcp_flags, data=payload)
-    proto = 17 if tcp_flags is None else 6
-    if v6:
-        ip = dpkt.ip6.IP6(src=bytes.fromhex(src), dst=bytes.fromhex(dst), nxt=proto, hlim=64, data=l4)
-        ip.plen = len(l4)
-        etype = 0x86DD
-    else:
-        ip = dpkt.ip.IP(src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=proto, data=l4)
-        ip.len = len(ip)
-        etype = 0x0800
-    eth = dpkt.ethernet.Ethernet(src=b"\x44\x19\xb6\x00\x00\x01", dst=b"\x02" * 6, type=etype, data=ip)
-    raw = bytes(eth)
-    if vlan is not None:
-        raw = raw[:12] + struct.pack("!HH", 0x8100, vlan) + raw[12:]
-    return raw
+def _frame(src: bytes, dst: bytes, sport: int, dport: int, *, tcp_flags: int | None = None,
+           vlan: int | None = None, payload: bytes = b"x" * 40) -> bytes:
+    return ethernet_frame(src, dst, sport, dport, tcp_flags=tcp_flags, vlan=vlan, payload=payload,
+                          src_mac=bytes.fromhex("4419b6000001"), dst_mac=b"\x02" * 6)
 
 
 def _batch(frames: list[tuple[int, bytes]]) -> tuple[bytes, bytes]:
@@ -94,8 +78,8 @@ def _side(is_a: bool = True) -> flows.FlowSide:
     return flows.FlowSide(_Flow(), is_a, 0.0)  # type: ignore[arg-type]
 
 
-def _key(src: str, dst: str, sport: int, dport: int) -> bytes:
-    return socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+def _key(src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
+    return src + dst + struct.pack("!HH", sport, dport)
 
 
 @pytest.fixture(params=sorted(SCANS))
@@ -150,11 +134,10 @@ def test_fin_syn_rst_are_counted_and_handed_back_with_their_side(scan: Scan) -> 
 
 def test_tagged_and_ipv6_frames_use_their_vlan_tables(scan: Scan) -> None:
     v4, v6 = _side(), _side()
-    a6, b6 = "20010db8" + "00" * 11 + "01", "20010db8" + "00" * 11 + "02"
-    key6 = bytes.fromhex(a6 + b6) + struct.pack("!HH", 6000, 443)
+    key6 = _key(A6, B6, 6000, 443)
     vlans = {20: ({}, {_key(CAM, REMOTE, 5000, 443): v4}), 30: ({key6: v6}, {})}
     data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443, vlan=20)),
-                         (100, _frame(a6, b6, 6000, 443, tcp_flags=0x10, vlan=30, v6=True))])
+                         (100, _frame(A6, B6, 6000, 443, tcp_flags=0x10, vlan=30))])
     assert scan(data, meta, 0, 100, ({}, {}), vlans)[:2] == (flows.SCAN_END, 2)
     assert (v4.packets, v6.packets) == (1, 1)
     assert v6.bytes == len(data) - v4.bytes - 2 * 18  # both frames' Ethernet + tag headers
@@ -192,9 +175,8 @@ def test_without_the_extension_the_school_capture_still_replays_to_its_truth(tmp
 # ---------------------------------------------------------------------- hostile input
 # Mirrored traffic is whatever anyone on the wire sends, and a pcap is whatever a file holds: the
 # C code must answer every input with a result or a Python exception, never read out of bounds.
-A6, B6 = "20010db8" + "00" * 11 + "01", "20010db8" + "00" * 11 + "02"
 VALID = [_frame(CAM, REMOTE, 5000, 443), _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x11, vlan=20),
-         _frame(A6, B6, 6000, 443, v6=True), _frame(A6, B6, 6000, 443, tcp_flags=0x02, vlan=20, v6=True)]
+         _frame(A6, B6, 6000, 443), _frame(A6, B6, 6000, 443, tcp_flags=0x02, vlan=20)]
 
 
 @st.composite

@@ -21,6 +21,7 @@ import dpkt
 from egresswatch.bpf import build_filter
 from egresswatch.config import load_config
 from egresswatch.workers import address_share
+from tests.support.frames import ethernet_frame
 from tests.support.netns import CAM1, CAM2, GATEWAY_MAC, veth_pair, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,19 +64,9 @@ def _ip4(text: str) -> bytes:
 
 def _frame(src_mac: str, dst_mac: str, src: bytes, dst: bytes, sport: int, dport: int,
            vlan: int | None = None) -> bytes:
-    udp = dpkt.udp.UDP(sport=sport, dport=dport, data=b"\x00" * 32)
-    udp.ulen = len(bytes(udp))
-    if len(src) == 4:
-        ip: dpkt.Packet = dpkt.ip.IP(src=src, dst=dst, p=dpkt.ip.IP_PROTO_UDP, ttl=64, data=udp)
-        ip.len = len(bytes(ip))
-        ethertype = 0x0800
-    else:
-        ip = dpkt.ip6.IP6(src=src, dst=dst, nxt=dpkt.ip.IP_PROTO_UDP, hlim=64, data=udp, plen=len(bytes(udp)))
-        ethertype = 0x86DD
-    tags = [dpkt.ethernet.VLANtag8021Q(id=vlan)] if vlan is not None else []
-    return bytes(dpkt.ethernet.Ethernet(src=bytes.fromhex(src_mac.replace(":", "")),
-                                        dst=bytes.fromhex(dst_mac.replace(":", "")),
-                                        type=ethertype, vlan_tags=tags, data=ip))
+    return ethernet_frame(src, dst, sport, dport, vlan=vlan, payload=bytes(32),
+                          src_mac=bytes.fromhex(src_mac.replace(":", "")),
+                          dst_mac=bytes.fromhex(dst_mac.replace(":", "")))
 
 
 def _site_frames() -> list[bytes]:

@@ -15,25 +15,11 @@ import pytest
 
 from egresswatch.cli import main
 from egresswatch.workers import address_share, share_filter
+from tests.support.frames import ethernet_frame
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
 
 rng = random.Random(3)
-
-
-def _frame(src: bytes, dst: bytes, sport: int, dport: int, *, vlan: int | None = None) -> bytes:
-    udp = dpkt.udp.UDP(sport=sport, dport=dport, data=b"x" * 8)
-    udp.ulen = len(udp)
-    if len(src) == 4:
-        ip = dpkt.ip.IP(src=src, dst=dst, p=17, data=udp)
-        ip.len = len(ip)
-        etype = 0x0800
-    else:
-        ip = dpkt.ip6.IP6(src=src, dst=dst, nxt=17, hlim=64, data=udp)
-        ip.plen = len(udp)
-        etype = 0x86DD
-    raw = bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=etype, data=ip))
-    return raw if vlan is None else raw[:12] + bytes.fromhex("8100") + vlan.to_bytes(2, "big") + raw[12:]
 
 
 def _pairs() -> list[tuple[bytes, bytes]]:
@@ -49,13 +35,13 @@ def test_filter_and_address_share_name_the_same_worker(workers: int) -> None:
     for src, dst in _pairs():
         owner = address_share(src, dst, workers)
         assert owner == address_share(dst, src, workers)
-        for frame in (_frame(src, dst, 40000, 443), _frame(dst, src, 443, 40000, vlan=20)):
+        for frame in (ethernet_frame(src, dst, 40000, 443), ethernet_frame(dst, src, 443, 40000, vlan=20)):
             kept = [w for w, program in enumerate(filters) if program.filter(frame)]
             assert kept == [owner], (src.hex(), dst.hex())
 
 
 def test_dns_goes_to_every_worker() -> None:
-    frame = _frame(socket.inet_aton("10.20.1.11"), socket.inet_aton("10.20.0.1"), 5353, 53)
+    frame = ethernet_frame(socket.inet_aton("10.20.1.11"), socket.inet_aton("10.20.0.1"), 5353, 53)
     assert all(pcapy.compile(pcapy.DLT_EN10MB, 65535, share_filter(w, 2), 1, 0).filter(frame) for w in (0, 1))
 
 
@@ -69,11 +55,8 @@ def test_alike_site_addresses_split_evenly() -> None:
 
 
 def _vxlan(inner: bytes, outer_src: bytes, outer_dst: bytes) -> bytes:
-    udp = dpkt.udp.UDP(sport=49152, dport=4789, data=bytes.fromhex("0800000000001400") + inner)
-    udp.ulen = len(udp)
-    ip = dpkt.ip.IP(src=outer_src, dst=outer_dst, p=17, data=udp)
-    ip.len = len(ip)
-    return bytes(dpkt.ethernet.Ethernet(src=b"\x06" * 6, dst=b"\x08" * 6, type=0x0800, data=ip))
+    vxlan_header = bytes.fromhex("0800000000001400")  # flags: VNI present; VNI 20
+    return ethernet_frame(outer_src, outer_dst, 49152, 4789, payload=vxlan_header + inner)
 
 
 def test_dns_inside_a_tunnel_is_counted_by_the_worker_that_gets_the_tunnel(tmp_path: Path) -> None:
@@ -88,8 +71,8 @@ def test_dns_inside_a_tunnel_is_counted_by_the_worker_that_gets_the_tunnel(tmp_p
     with path.open("wb") as out:
         writer = dpkt.pcap.Writer(out)
         for n, resolver in enumerate(resolvers):
-            query = _frame(client, resolver, 40000 + n, 53)
-            answer = _frame(resolver, client, 53, 40000 + n)
+            query = ethernet_frame(client, resolver, 40000 + n, 53)
+            answer = ethernet_frame(resolver, client, 53, 40000 + n)
             writer.writepkt(_vxlan(query, *outer), ts=1_700_000_000 + n)
             writer.writepkt(_vxlan(answer, *outer[::-1]), ts=1_700_000_000 + n + 0.01)
     summaries = []
