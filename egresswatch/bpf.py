@@ -12,10 +12,10 @@ busy span port. The filter keeps:
   whole; the pipeline decodes the inner frames;
 - ``capture.bpf_extra``, OR-ed in: an operator's "also keep this".
 
-Every clause is repeated behind ``vlan``: libpcap's ``vlan`` keyword moves the offsets of every
-primitive after it, so the untagged form comes first and the tagged form last. On a live Linux
-socket the kernel strips the 802.1Q tag and libpcap compiles ``vlan`` into a check of the packet's
-auxiliary data, so both forms are needed there too.
+For capture files every clause is repeated behind ``vlan``: libpcap's ``vlan`` keyword moves the
+offsets of every primitive after it, so the untagged form comes first and the tagged form last. On
+a live Linux socket the kernel has already taken the 802.1Q tag out of the frame, and the daemon
+installs the untagged form alone (``build_filter(live=True)``; `filter_expression` says why).
 
 What a frame costs: the site's vendors have ~140 OUIs, tested on both ends. One ``==`` after
 another, a frame without a camera OUI (office traffic) ran ~330 instructions; the OUI sets are a
