@@ -9,8 +9,7 @@ is due; an interface that is down says how long until the next reopen attempt.
 Linux strips 802.1Q tags before an AF_PACKET socket sees the frame and hands them over as
 auxiliary data; libpcap puts them back into the frame it returns, so batches carry tagged frames
 exactly as they were on the wire (tests/test_live_netns.py checks it). A filter therefore sees the
-frame untagged (``vlan`` compiles into a check of that auxiliary data), which is why one expression
-with an untagged and a ``vlan`` form serves both files and live capture.
+frame untagged, and the daemon installs the untagged form of its filter alone (egresswatch/bpf.py).
 """
 
 from __future__ import annotations
