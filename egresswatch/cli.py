@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry
-from rich.console import Console
 
 from egresswatch import __version__
 from egresswatch.config import Config, ConfigError, load_config
 from egresswatch.sinks import Sink
 from egresswatch.sinks.events import EventSink
 from egresswatch.sinks.metrics import MetricsSink, render
-from egresswatch.sinks.summary import SummarySink, render_table
+from egresswatch.sinks.summary import SummarySink, plain_summary, render_table
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -192,7 +191,13 @@ class _Sinks:
         except OSError as exc:
             print(f"egresswatch replay: {exc}", file=sys.stderr)
             return 2
-        render_table(summary, Console(stderr=table_to_stderr))
+        stream = sys.stderr if table_to_stderr else sys.stdout
+        if stream.isatty():
+            from rich.console import Console
+
+            render_table(summary, Console(file=stream))
+        else:
+            stream.write(plain_summary(summary))
         return 0
 
 
@@ -208,6 +213,7 @@ def _progress(enabled: bool) -> Iterator[ProgressCallback | None]:
     if not enabled:
         yield None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
     columns = (BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeRemainingColumn())

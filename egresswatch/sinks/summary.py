@@ -25,15 +25,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from egresswatch.config import Config, DeviceSpec
 from egresswatch.model import UNKNOWN_COUNTRY, FlowReport, Totals
 from egresswatch.sinks import iso_utc
+
+if TYPE_CHECKING:
+    # rich is imported where a table goes to a terminal: 30 ms of every replay into a pipe otherwise
+    from rich.console import Console
+    from rich.table import Table
 
 FlowId = tuple[float, str, int | None, str, int | None, str, int | None]
 AlertKey = tuple[str, str, str | None]
@@ -302,25 +303,38 @@ def summary_tables(summary: dict[str, Any]) -> list[TextTable]:
 
 def render_table(summary: dict[str, Any], console: Console) -> None:
     """Print the summary: the egress table, the alerts, the totals. Boxed and coloured by rich on
-    a terminal; plain aligned columns into a pipe or file, which scripts read and which costs
-    milliseconds, where rich's layout of a large site's table takes seconds."""
-    tables = summary_tables(summary)
-    for table in tables:
-        if console.is_terminal:
-            console.print(_rich_table(table))
-        else:
-            console.file.write(_plain_table(table))
-    if len(tables) == 1:
-        console.print("No policy violations.")
+    a terminal; plain aligned columns (`plain_summary`) into a pipe or file, which scripts read
+    and which costs milliseconds, where rich's layout of a large site's table takes seconds."""
+    if not console.is_terminal:
+        console.file.write(plain_summary(summary))
+        return
+    for table in summary_tables(summary):
+        console.print(_rich_table(table))
+    for line in _closing_lines(summary):
+        console.print(line)
+
+
+def plain_summary(summary: dict[str, Any]) -> str:
+    """The summary as plain text: what `render_table` prints where the output is not a terminal."""
+    tables = "".join(_plain_table(table) for table in summary_tables(summary))
+    return tables + "".join(line + "\n" for line in _closing_lines(summary))
+
+
+def _closing_lines(summary: dict[str, Any]) -> list[str]:
+    lines = [] if summary["alerts"] else ["No policy violations."]
     hidden = len(summary["alerts"]) - TABLE_ALERTS
     if hidden > 0:
-        console.print(f"... and {hidden} more alerts: see --summary-json or --events")
+        lines.append(f"... and {hidden} more alerts: see --summary-json or --events")
     totals = summary["totals"]
-    console.print(f"{totals['packets']} packets, {human_bytes(totals['ip_bytes'])} IP, "
-                  f"{totals['flows']} flows, {totals['decode_errors']} decode errors")
+    lines.append(f"{totals['packets']} packets, {human_bytes(totals['ip_bytes'])} IP, "
+                 f"{totals['flows']} flows, {totals['decode_errors']} decode errors")
+    return lines
 
 
 def _rich_table(table: TextTable) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     out = Table(title=table.title, title_justify="left")
     for column in table.columns:
         out.add_column(column, justify="right" if column in table.right else "left",
