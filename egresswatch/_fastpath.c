@@ -4,9 +4,10 @@
  * that needs no inspection (the "fast tables" of flows.py) straight into its FlowSide. It returns
  * to Python at the first packet it cannot finish: one whose second is later than the meter's
  * clock (timers are due), one that is not on the fast path (new flow, inspection, anything the
- * full decoder must see), or one carrying a TCP FIN, SYN or RST (counted here; the flow's state
- * machine is Python's). flows.py has the same scan in Python (`scan_batch`) for builds without a
- * compiler; tests/test_fastpath.py replays every test capture through both and compares.
+ * full decoder must see), or one whose FIN or RST leaves its flow closed (counted, and the flow's
+ * TCP state updated here, as flows.tcp_update does; the close timer is Python's). flows.py has the
+ * same scan in Python (`scan_batch`) for builds without a compiler; tests/test_fastpath.py replays
+ * every test capture through both and compares.
  *
  * Layout and tests are those of flows.py's IPV4_LAYOUT, TAGGED_IPV4_LAYOUT, IPV6_LAYOUT and
  * TAGGED_IPV6_LAYOUT, byte for byte: a frame takes the fast path here exactly when it does there.
@@ -17,13 +18,19 @@
 #include <stdint.h>
 #include <string.h>
 
-enum { SCAN_END = 0, SCAN_TICK = 1, SCAN_SLOW = 2, SCAN_STATE = 3 };
+enum { SCAN_END = 0, SCAN_TICK = 1, SCAN_SLOW = 2, SCAN_CLOSED = 3 };
 
 #define IPV4_MIN 48
 #define TAGGED_IPV4_MIN 52
 #define IPV6_MIN 68
 #define TAGGED_IPV6_MIN 72
+#define TCP_FIN 0x01
+#define TCP_RST 0x04
 #define TCP_STATE_FLAGS 0x07 /* FIN | SYN | RST */
+/* FlowState.state bits, as flows.py's FIN_A, FIN_B and CLOSED */
+#define FIN_A 1
+#define FIN_B 2
+#define CLOSED 4
 
 /* ------------------------------------------------------------------ Side */
 
@@ -86,6 +93,45 @@ static PyTypeObject SideType = {
     .tp_getset = side_getset,
 };
 
+/* ------------------------------------------------------------------ FlowState */
+
+typedef struct {
+    PyObject_HEAD
+    int tcp_flags;
+    int state;
+} FlowState;
+
+static PyMemberDef flowstate_members[] = {
+    {"tcp_flags", T_INT, offsetof(FlowState, tcp_flags), 0, "OR of the flow's SYN/FIN/RST packets' TCP flags"},
+    {"state", T_INT, offsetof(FlowState, state), 0, "FIN_A | FIN_B | CLOSED bits (flows.py)"},
+    {NULL},
+};
+
+static PyTypeObject FlowStateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "egresswatch._fastpath.FlowState",
+    .tp_doc = "The TCP state of a flow, which the scan updates in place (subclassed by flows.Flow).",
+    .tp_basicsize = sizeof(FlowState),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_new = PyType_GenericNew,
+    .tp_members = flowstate_members,
+};
+
+/* flows.tcp_update: fold a SYN/FIN/RST packet's flags into its flow; whether the flow is now closed. */
+static int tcp_update(FlowState *flow, int from_a, int flags) {
+    flow->tcp_flags |= flags;
+    if (!(flags & (TCP_FIN | TCP_RST)))
+        return 0;
+    if (flags & TCP_RST)
+        flow->state |= CLOSED;
+    else {
+        flow->state |= from_a ? FIN_A : FIN_B;
+        if ((flow->state & (FIN_A | FIN_B)) == (FIN_A | FIN_B))
+            flow->state |= CLOSED;
+    }
+    return (flow->state & CLOSED) != 0;
+}
+
 /* ------------------------------------------------------------------ scan */
 
 static inline unsigned be16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
@@ -115,10 +161,10 @@ static PyObject *lookup(PyObject *tables, int proto, const unsigned char *key, P
 PyDoc_STRVAR(scan_doc,
 "scan(data, meta, start, clock, untagged, vlans) -> (reason, index, ip_bytes, side, flags)\n\n"
 "Count fast-path packets of an Ethernet batch from record `start` on. `untagged` is the (tcp, udp)\n"
-"pair of fast tables, `vlans` maps a VLAN id to such a pair. Stops at record `index` with reason\n"
-"1 (its second is past `clock`), 2 (it needs the slow path) or 3 (counted, but `flags` holds FIN,\n"
-"SYN or RST for `side`'s flow: resume at index + 1); 0 when the batch is done. `ip_bytes` is what\n"
-"this call counted.");
+"pair of fast tables, `vlans` maps a VLAN id to such a pair. A SYN, FIN or RST updates its flow's\n"
+"TCP state (`side.flow`, a FlowState). Stops at record `index` with reason 1 (its second is past\n"
+"`clock`), 2 (it needs the slow path) or 3 (counted, and its FIN or RST, in `flags`, left `side`'s\n"
+"flow closed: resume at index + 1); 0 when the batch is done. `ip_bytes` is what this call counted.");
 
 static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 6) {
@@ -226,8 +272,14 @@ static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
         side->usec = (long)usec;
         ip_bytes += length;
         if (proto == 6 && (flags & TCP_STATE_FLAGS)) {
-            result = scan_result(SCAN_STATE, i, ip_bytes, found, flags);
-            goto done;
+            if (side->flow == NULL || !PyObject_TypeCheck(side->flow, &FlowStateType)) {
+                PyErr_SetString(PyExc_TypeError, "scan(): a TCP side's flow must be a FlowState");
+                goto done;
+            }
+            if (tcp_update((FlowState *)side->flow, side->is_a, flags)) {
+                result = scan_result(SCAN_CLOSED, i, ip_bytes, found, flags);
+                goto done;
+            }
         }
         continue;
     slow:
@@ -336,7 +388,7 @@ static struct PyModuleDef module_def = {
 };
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
-    if (PyType_Ready(&SideType) < 0)
+    if (PyType_Ready(&SideType) < 0 || PyType_Ready(&FlowStateType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
@@ -344,14 +396,13 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyModule_AddIntConstant(module, "SCAN_END", SCAN_END) < 0
         || PyModule_AddIntConstant(module, "SCAN_TICK", SCAN_TICK) < 0
         || PyModule_AddIntConstant(module, "SCAN_SLOW", SCAN_SLOW) < 0
-        || PyModule_AddIntConstant(module, "SCAN_STATE", SCAN_STATE) < 0
+        || PyModule_AddIntConstant(module, "SCAN_CLOSED", SCAN_CLOSED) < 0
         || PyModule_AddIntConstant(module, "MAXIMUM_SNAPLEN", MAXIMUM_SNAPLEN) < 0) {
         Py_DECREF(module);
         return NULL;
     }
-    Py_INCREF(&SideType);
-    if (PyModule_AddObject(module, "Side", (PyObject *)&SideType) < 0) {
-        Py_DECREF(&SideType);
+    if (PyModule_AddObjectRef(module, "Side", (PyObject *)&SideType) < 0
+        || PyModule_AddObjectRef(module, "FlowState", (PyObject *)&FlowStateType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

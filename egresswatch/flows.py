@@ -4,10 +4,11 @@ Per packet the common case is an established TCP/UDP flow (Ethernet, untagged or
 IPv4 without options or fragmentation, or IPv6 without extension headers) that needs no more
 payload inspection. It lives in a "fast" table keyed by the raw bytes src address, dst address,
 src port, dst port (contiguous in both IP versions), with both directions' keys inserted, each
-mapping to that direction's `FlowSide`. A scan counts such packets straight into their side and
-stops at the first packet that needs Python: the C extension `_fastpath` when it is built, else
-`scan_batch` here, its reference (same contract, tests/test_fastpath.py). Every other packet is
-decoded in full through the registry (`egresswatch.decode`) on the slow path.
+mapping to that direction's `FlowSide`. A scan counts such packets straight into their side,
+folds SYN/FIN/RST into the flow's TCP state (`tcp_update`), and stops at the first packet that
+needs Python: the C extension `_fastpath` when it is built, else `scan_batch` here, its reference
+(same contract, tests/test_fastpath.py). Every other packet is decoded in full through the
+registry (`egresswatch.decode`) on the slow path.
 
 Nothing here knows about devices, countries or policy: the pipeline's `FlowHooks` do.
 Time is packet time; `advance(now)` runs the timers.
@@ -58,20 +59,36 @@ IPV4_MIN, TAGGED_IPV4_MIN = IPV4_LAYOUT.size, TAGGED_IPV4_LAYOUT.size
 IPV6_MIN, TAGGED_IPV6_MIN = IPV6_LAYOUT.size, TAGGED_IPV6_LAYOUT.size
 ITER_META = META_STRUCT.iter_unpack
 # Why `scan` stopped at a record: the batch is done; the record's second is past the meter's
-# clock (run the timers first); the record needs the slow path; the record was counted but
-# carries FIN, SYN or RST for the returned side's flow.
-SCAN_END, SCAN_TICK, SCAN_SLOW, SCAN_STATE = range(4)
+# clock (run the timers first); the record needs the slow path; the record was counted and its
+# FIN or RST left the returned side's flow closed (set its close timer).
+SCAN_END, SCAN_TICK, SCAN_SLOW, SCAN_CLOSED = range(4)
 
 FastTables = tuple[dict[bytes, "FlowSide"], dict[bytes, "FlowSide"]]
 ScanResult = tuple[int, int, int, "FlowSide | None", int]
+
+
+def tcp_update(flow: Flow, from_a: bool, flags: int) -> bool:
+    """Fold a packet's TCP flags into its flow's state; whether a FIN or RST left the flow closed
+    (its close timer is then due, which the meter sets). The reference for _fastpath.c's."""
+    flow.tcp_flags |= flags
+    if not flags & (TCP_FIN | TCP_RST):
+        return False
+    if flags & TCP_RST:
+        flow.state |= CLOSED
+    else:
+        flow.state |= FIN_A if from_a else FIN_B
+        if flow.state & (FIN_A | FIN_B) == FIN_A | FIN_B:
+            flow.state |= CLOSED
+    return bool(flow.state & CLOSED)
 
 
 def scan_batch(
     buf: bytes, meta: bytes, start: int, clock: int, untagged: FastTables, vlans: dict[int, FastTables]
 ) -> ScanResult:
     """Count the fast-path packets of an Ethernet batch from record `start` on, until one needs
-    Python: (reason, record index, IP bytes counted, side, TCP flags). The reference for the C
-    scan in _fastpath.c, and the scan when that is not built.
+    Python: (reason, record index, IP bytes counted, side, TCP flags). A SYN, FIN or RST updates
+    its flow's TCP state on the way. The reference for the C scan in _fastpath.c, and the scan
+    when that is not built.
 
     One unpack per packet reads every header field the fast path needs, the flow key included.
     """
@@ -119,18 +136,19 @@ def scan_batch(
                     side.sec = sec
                     side.usec = usec
                     ip_bytes += length
-                    if flags & TCP_STATE_FLAGS:
-                        return SCAN_STATE, index, ip_bytes, side, flags
+                    if flags & TCP_STATE_FLAGS and tcp_update(side.flow, side.is_a, flags):
+                        return SCAN_CLOSED, index, ip_bytes, side, flags
                     continue
         return SCAN_SLOW, index, ip_bytes, None, 0
     return SCAN_END, len(meta) // META_STRUCT.size, ip_bytes, None, 0
 
 
 try:
+    from egresswatch._fastpath import FlowState as FlowBase
     from egresswatch._fastpath import Side as SideBase
     from egresswatch._fastpath import scan as SCAN
 except ImportError:  # built without a C compiler: the same scan, in Python
-    SideBase = object
+    FlowBase = SideBase = object
     SCAN = scan_batch
 
 
@@ -158,12 +176,14 @@ class FlowSide(SideBase):  # type: ignore[misc,valid-type]
             return self.sec + self.usec * 1e-6
 
 
-class Flow:
+class Flow(FlowBase):  # type: ignore[misc,valid-type]
     """A bidirectional flow; `a` is the side that sent the first packet we saw."""
 
+    # With the C scan `tcp_flags` and `state` live in its FlowState type, which it updates.
     __slots__ = (
         "a", "a_ip", "a_mac", "a_port", "app", "b", "b_ip", "b_mac", "b_port", "ctx", "deadline", "domain",
-        "first", "inspect", "key_a", "key_b", "next_report", "proto", "state", "tcp_flags", "vlan",
+        "first", "inspect", "key_a", "key_b", "next_report", "proto", "vlan",
+        *(() if FlowBase is not object else ("state", "tcp_flags")),
     )  # fmt: skip
 
     def __init__(self, pkt: Packet, ts: float) -> None:
@@ -179,7 +199,7 @@ class Flow:
         self.b = FlowSide(self, False, ts)
         self.first = ts
         self.tcp_flags = 0
-        """OR of the TCP flags of packets that took the slow path (every SYN, FIN and RST does)."""
+        """OR of the TCP flags of every slow-path packet and every SYN, FIN and RST (the scan's too)."""
         self.state = 0
         self.inspect = 0
         """Payload packets the hooks still want to see; 0 lets the flow onto the fast path."""
@@ -259,10 +279,10 @@ class Meter:
         totals = self.totals
         index = 0
         while True:
-            reason, index, ip_bytes, side, flags = scan(buf, meta, index, self._clock, untagged, vlans)
+            reason, index, ip_bytes, side, _ = scan(buf, meta, index, self._clock, untagged, vlans)
             totals.ip_bytes += ip_bytes
-            if reason == SCAN_STATE:
-                self._tcp_state(side.flow, side.is_a, flags)  # type: ignore[union-attr]
+            if reason == SCAN_CLOSED:
+                self._close_timer(side.flow)  # type: ignore[union-attr]
                 index += 1
             elif reason == SCAN_END:
                 return
@@ -300,8 +320,8 @@ class Meter:
         if pkt.frag_id is not None:
             self._first_fragment(side, pkt)
         flow = side.flow
-        if pkt.proto == PROTO_TCP:
-            self._tcp_state(flow, side.is_a, pkt.tcp_flags)
+        if pkt.proto == PROTO_TCP and tcp_update(flow, side.is_a, pkt.tcp_flags):
+            self._close_timer(flow)
         if flow.inspect and pkt.payload_end > pkt.payload_off:
             self._hooks.payload(flow, side.is_a, pkt, buf, ts)
             if not flow.inspect:
@@ -395,17 +415,8 @@ class Meter:
         side.sec = ts
         side.usec = 0
 
-    def _tcp_state(self, flow: Flow, from_a: bool, flags: int) -> None:
-        flow.tcp_flags |= flags
-        if flags & (TCP_FIN | TCP_RST):
-            if flags & TCP_RST:
-                flow.state |= CLOSED
-            else:
-                flow.state |= FIN_A if from_a else FIN_B
-                if flow.state & (FIN_A | FIN_B) == FIN_A | FIN_B:
-                    flow.state |= CLOSED
-            if flow.state & CLOSED:
-                self._schedule(flow, flow.last + self._cfg.tcp_closed_timeout)
+    def _close_timer(self, flow: Flow) -> None:
+        self._schedule(flow, flow.last + self._cfg.tcp_closed_timeout)
 
     # ------------------------------------------------------------------ fragments
     def _first_fragment(self, side: FlowSide, pkt: Packet) -> None:

@@ -24,6 +24,7 @@ from egresswatch import _fastpath as fastpath
 from egresswatch import flows
 from egresswatch.capture import META_STRUCT
 from egresswatch.cli import main
+from egresswatch.decode.packet import Packet
 from tests.support.frames import ethernet_frame
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,12 +71,12 @@ def _batch(frames: list[tuple[int, bytes]]) -> tuple[bytes, bytes]:
     return data, meta
 
 
-class _Flow:
-    """Stands in for flows.Flow: the scan only hands the side back."""
-
-
 def _side(is_a: bool = True) -> flows.FlowSide:
-    return flows.FlowSide(_Flow(), is_a, 0.0)  # type: ignore[arg-type]
+    """A side of a fresh TCP flow (the scan writes the flow's TCP state)."""
+    pkt = Packet()
+    pkt.src, pkt.dst, pkt.proto, pkt.sport, pkt.dport = CAM, REMOTE, flows.PROTO_TCP, 5000, 443
+    flow = flows.Flow(pkt, 0.0)
+    return flow.a if is_a else flow.b
 
 
 def _key(src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
@@ -119,17 +120,56 @@ def test_unknown_flows_and_other_protocols_need_the_slow_path(scan: Scan) -> Non
     assert scan(data, meta, 0, 100, untagged, {})[0] == flows.SCAN_SLOW
 
 
-def test_fin_syn_rst_are_counted_and_handed_back_with_their_side(scan: Scan) -> None:
+def test_syn_and_a_first_fin_update_the_flow_and_the_closing_fin_is_handed_back(scan: Scan) -> None:
+    side_a = _side()
+    side_b = side_a.flow.b
+    untagged = ({_key(CAM, REMOTE, 5000, 443): side_a, _key(REMOTE, CAM, 443, 5000): side_b}, {})
+    data, meta = _batch([(100, _frame(REMOTE, CAM, 443, 5000, tcp_flags=0x12)),  # SYN+ACK from b
+                         (100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x11)),  # FIN from a
+                         (100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x10)),
+                         (100, _frame(REMOTE, CAM, 443, 5000, tcp_flags=0x11)),  # FIN from b: closed
+                         (100, _frame(REMOTE, CAM, 443, 5000, tcp_flags=0x10))])
+    reason, index, ip_bytes, found, tcp_flags = scan(data, meta, 0, 100, untagged, {})
+    assert (reason, index, found, tcp_flags) == (flows.SCAN_CLOSED, 3, side_b, 0x11)
+    assert (side_a.packets, side_b.packets) == (2, 2) and ip_bytes == side_a.bytes + side_b.bytes
+    flow = side_a.flow
+    assert flow.tcp_flags == 0x13  # SYN, FIN, ACK; a plain ACK on the fast path adds nothing
+    assert flow.state == flows.FIN_A | flows.FIN_B | flows.CLOSED
+    assert scan(data, meta, 4, 100, untagged, {})[:2] == (flows.SCAN_END, 5)
+    assert side_b.packets == 3
+
+
+def test_a_reset_closes_the_flow_at_once(scan: Scan) -> None:
     side = _side(is_a=False)
     untagged = ({_key(CAM, REMOTE, 5000, 443): side}, {})
-    data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x10)),
-                         (100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x11)),
-                         (100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x10))])
-    reason, index, ip_bytes, found, tcp_flags = scan(data, meta, 0, 100, untagged, {})
-    assert (reason, index, found, tcp_flags) == (flows.SCAN_STATE, 1, side, 0x11)
-    assert side.packets == 2 and ip_bytes == side.bytes
-    assert scan(data, meta, 2, 100, untagged, {})[:2] == (flows.SCAN_END, 3)
-    assert side.packets == 3
+    data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x04))])
+    assert scan(data, meta, 0, 100, untagged, {})[:4] == (flows.SCAN_CLOSED, 0, side.bytes, side)
+    assert side.flow.state == flows.CLOSED and side.flow.tcp_flags == 0x04
+
+
+def test_the_c_and_python_scans_leave_the_same_tcp_state_for_every_flag_byte() -> None:
+    """Every TCP flag byte from one side, then each of FIN, RST, ACK, FIN+ACK, SYN+ACK from the other."""
+
+    def run(scan: Scan, first: int, second: int) -> tuple[list[tuple[int, int]], int, int]:
+        side_a = _side()
+        untagged = ({_key(CAM, REMOTE, 5000, 443): side_a, _key(REMOTE, CAM, 443, 5000): side_a.flow.b}, {})
+        data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=first)),
+                             (100, _frame(REMOTE, CAM, 443, 5000, tcp_flags=second))])
+        stops, start = [], 0
+        while True:
+            reason, index, _, _, _ = scan(data, meta, start, 100, untagged, {})
+            stops.append((reason, index))
+            if reason != flows.SCAN_CLOSED:
+                return stops, side_a.flow.tcp_flags, side_a.flow.state
+            start = index + 1
+
+    closed = 0
+    for first in range(256):
+        for second in (0x01, 0x04, 0x10, 0x11, 0x12):
+            c, python = run(fastpath.scan, first, second), run(flows.scan_batch, first, second)
+            assert c == python, (first, second)
+            closed += c[2] & flows.CLOSED != 0
+    assert closed > 256  # every RST, and a FIN answered by a FIN, closed the flow
 
 
 def test_tagged_and_ipv6_frames_use_their_vlan_tables(scan: Scan) -> None:
