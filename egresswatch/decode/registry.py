@@ -4,12 +4,20 @@ Each decoder has the signature ``(decoder, buf, off, end, pkt) -> str | None``: 
 from ``buf[off:end]``, fills ``pkt`` and forwards the rest to the next layer through the registry.
 It returns None on success or the name of a decode anomaly. Adding a protocol is one module and
 one registration line below.
+
+The first packet of almost every flow is a frame of one shape (Ethernet, at most one 802.1Q tag,
+IPv4 that is not a fragment or IPv6 without extension headers, TCP or UDP): when the C extension
+is built, `Decoder.decode` fills such a frame's `Packet` in one call (`_fastpath.decode_ethernet`,
+which declines every other frame and asks `UDP_PORT_DECODERS` for tunnels) instead of walking the
+registry through five Python decoders. `Decoder.walk` is the registry alone, its reference
+(tests/test_decode_fast.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from egresswatch.capture import LINKTYPE_ETHERNET
 from egresswatch.decode import ip, link, tunnels
 from egresswatch.decode.packet import Packet
 
@@ -64,19 +72,37 @@ UDP_PORT_DECODERS: dict[int, LayerDecoder] = {
 SUPPORTED_LINKTYPES = frozenset(LINK_DECODERS)
 MAX_TUNNEL_DEPTH = 4
 
+try:
+    from egresswatch._fastpath import decode_ethernet as decode_common_ethernet
+except ImportError:  # built without a C compiler: every frame walks the registry
+    decode_common_ethernet = None
+
 
 class Decoder:
     """Dispatch through the registry. One instance per pipeline; it holds no per-packet state."""
 
-    __slots__ = ("_ethertypes", "_links", "_protocols", "_udp_ports")
+    __slots__ = ("_common_ethernet", "_ethertypes", "_links", "_protocols", "_udp_ports")
 
     def __init__(self) -> None:
         self._links = LINK_DECODERS
         self._ethertypes = ETHERTYPE_DECODERS
         self._protocols = IP_PROTOCOL_DECODERS
         self._udp_ports = UDP_PORT_DECODERS
+        self._common_ethernet = decode_common_ethernet
 
     def decode(self, linktype: int, buf: bytes, off: int, end: int, pkt: Packet) -> str | None:
+        """Fill a new `pkt` from the frame buf[off:end]; None, or the name of a decode anomaly."""
+        common = self._common_ethernet
+        if (
+            linktype == LINKTYPE_ETHERNET
+            and common is not None
+            and common(buf, off, end, pkt, self._udp_ports)
+        ):
+            return None
+        return self._links[linktype](self, buf, off, end, pkt)
+
+    def walk(self, linktype: int, buf: bytes, off: int, end: int, pkt: Packet) -> str | None:
+        """`decode` through the registry alone, for every frame."""
         return self._links[linktype](self, buf, off, end, pkt)
 
     def ethertype(self, etype: int, buf: bytes, off: int, end: int, pkt: Packet) -> str | None:
