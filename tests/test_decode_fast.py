@@ -110,9 +110,9 @@ def test_records_outside_the_buffer_are_declined() -> None:
         assert _fields(pkt) == _fields(Packet())
 
 
+V6_A, V6_B = (bytes.fromhex("20010db8" + "00" * 11 + last) for last in ("01", "02"))
 PLAIN = [ethernet_frame(src, dst, 5000, 443, tcp_flags=flags, vlan=vlan, payload=b"x" * 30)
-         for src, dst in ((socket.inet_aton("10.0.0.1"), socket.inet_aton("198.51.100.1")),
-                          (bytes.fromhex("20010db8" + "00" * 11 + "01"), bytes.fromhex("20010db8" + "00" * 11 + "02")))
+         for src, dst in ((socket.inet_aton("10.0.0.1"), socket.inet_aton("198.51.100.1")), (V6_A, V6_B))
          for flags in (None, 0x02, 0x11) for vlan in (None, 30)]
 
 
