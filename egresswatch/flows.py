@@ -2,9 +2,9 @@
 
 Per packet the common case is an established TCP/UDP flow (Ethernet, untagged or one 802.1Q tag;
 IPv4 without options or fragmentation, or IPv6 without extension headers) that needs no more
-payload inspection. It lives in a "fast" table keyed by the raw bytes src address, dst address,
-src port, dst port (contiguous in both IP versions), with both directions' keys inserted, each
-mapping to that direction's `FlowSide`. A scan counts such packets straight into their side,
+payload inspection. It lives in a "fast" table (`FastTable`) keyed by the raw bytes src address,
+dst address, src port, dst port (contiguous in both IP versions), with both directions' keys
+inserted, each mapping to that direction's `FlowSide`. A scan counts such packets straight into their side,
 folds SYN/FIN/RST into the flow's TCP state (`tcp_update`), and stops at the first packet that
 needs Python: the C extension `_fastpath` when it is built, else `scan_batch` here, its reference
 (same contract, tests/test_fastpath.py). Every other packet is decoded in full through the
@@ -63,7 +63,8 @@ ITER_META = META_STRUCT.iter_unpack
 # FIN or RST left the returned side's flow closed (set its close timer).
 SCAN_END, SCAN_TICK, SCAN_SLOW, SCAN_CLOSED = range(4)
 
-FastTables = tuple[dict[bytes, "FlowSide"], dict[bytes, "FlowSide"]]
+FastTables = tuple["FastTable", "FastTable"]
+"""A (TCP, UDP) pair of fast tables: flow key bytes -> FlowSide."""
 ScanResult = tuple[int, int, int, "FlowSide | None", int]
 
 
@@ -144,10 +145,13 @@ def scan_batch(
 
 
 try:
+    # FastTable: bytes -> FlowSide, which the C scan looks a frame's key up in where it lies
+    from egresswatch._fastpath import FastTable
     from egresswatch._fastpath import FlowState as FlowBase
     from egresswatch._fastpath import Side as SideBase
     from egresswatch._fastpath import scan as SCAN
-except ImportError:  # built without a C compiler: the same scan, in Python
+except ImportError:  # built without a C compiler: the same scan, in Python, over dicts
+    FastTable = dict
     FlowBase = SideBase = object
     SCAN = scan_batch
 
@@ -244,8 +248,8 @@ class Meter:
         self._decoder = Decoder()
         self._scan = SCAN
         # Fast tables, (TCP, UDP), for untagged flows and per 802.1Q VLAN id.
-        self._untagged: tuple[dict[bytes, FlowSide], dict[bytes, FlowSide]] = ({}, {})
-        self._vlans: dict[int, tuple[dict[bytes, FlowSide], dict[bytes, FlowSide]]] = {}
+        self._untagged: FastTables = (FastTable(), FastTable())
+        self._vlans: dict[int, FastTables] = {}
         self._slow: dict[tuple, FlowSide] = {}
         self._active = 0
         self._wheel: dict[int, list[Flow]] = {}
@@ -392,7 +396,7 @@ class Meter:
         flow.key_a, flow.key_b = key_a, key_b
         return True
 
-    def _fast_table(self, proto: int, vlan: int | None, create: bool) -> dict[bytes, FlowSide] | None:
+    def _fast_table(self, proto: int, vlan: int | None, create: bool) -> FastTable | None:
         if proto == PROTO_TCP:
             index = 0
         elif proto == PROTO_UDP:
@@ -405,7 +409,7 @@ class Meter:
         if tables is None:
             if not create:
                 return None
-            tables = self._vlans[vlan] = ({}, {})
+            tables = self._vlans[vlan] = (FastTable(), FastTable())
         return tables[index]
 
     @staticmethod

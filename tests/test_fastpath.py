@@ -79,6 +79,16 @@ def _side(is_a: bool = True) -> flows.FlowSide:
     return flow.a if is_a else flow.b
 
 
+def _tables(tcp: dict[bytes, flows.FlowSide] | None = None,
+            udp: dict[bytes, flows.FlowSide] | None = None) -> flows.FastTables:
+    """A (TCP, UDP) pair of the meter's fast tables holding these entries."""
+    pair = (flows.FastTable(), flows.FastTable())
+    for table, entries in zip(pair, (tcp or {}, udp or {}), strict=True):
+        for key, side in entries.items():
+            table[key] = side
+    return pair
+
+
 def _key(src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
     return src + dst + struct.pack("!HH", sport, dport)
 
@@ -90,7 +100,7 @@ def scan(request: pytest.FixtureRequest) -> Scan:
 
 def test_established_packets_are_counted_until_the_batch_ends(scan: Scan) -> None:
     side = _side()
-    untagged = ({}, {_key(CAM, REMOTE, 5000, 443): side})
+    untagged = _tables({}, {_key(CAM, REMOTE, 5000, 443): side})
     frames = [(100, _frame(CAM, REMOTE, 5000, 443)) for _ in range(3)]
     data, meta = _batch(frames)
     ip_length = len(frames[0][1]) - 14
@@ -101,7 +111,7 @@ def test_established_packets_are_counted_until_the_batch_ends(scan: Scan) -> Non
 
 def test_a_later_second_stops_the_scan_where_it_resumes(scan: Scan) -> None:
     side = _side()
-    untagged = ({}, {_key(CAM, REMOTE, 5000, 443): side})
+    untagged = _tables({}, {_key(CAM, REMOTE, 5000, 443): side})
     data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443)), (101, _frame(CAM, REMOTE, 5000, 443))])
     reason, index, _, _, _ = scan(data, meta, 0, 100, untagged, {})
     assert (reason, index, side.packets) == (flows.SCAN_TICK, 1, 1)
@@ -110,7 +120,7 @@ def test_a_later_second_stops_the_scan_where_it_resumes(scan: Scan) -> None:
 
 
 def test_unknown_flows_and_other_protocols_need_the_slow_path(scan: Scan) -> None:
-    untagged = ({}, {_key(CAM, REMOTE, 5000, 443): _side()})
+    untagged = _tables({}, {_key(CAM, REMOTE, 5000, 443): _side()})
     for frame in (_frame(CAM, REMOTE, 5001, 443), _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x10)):
         data, meta = _batch([(100, frame)])
         assert scan(data, meta, 0, 100, untagged, {}) == (flows.SCAN_SLOW, 0, 0, None, 0)
@@ -123,7 +133,7 @@ def test_unknown_flows_and_other_protocols_need_the_slow_path(scan: Scan) -> Non
 def test_syn_and_a_first_fin_update_the_flow_and_the_closing_fin_is_handed_back(scan: Scan) -> None:
     side_a = _side()
     side_b = side_a.flow.b
-    untagged = ({_key(CAM, REMOTE, 5000, 443): side_a, _key(REMOTE, CAM, 443, 5000): side_b}, {})
+    untagged = _tables({_key(CAM, REMOTE, 5000, 443): side_a, _key(REMOTE, CAM, 443, 5000): side_b}, {})
     data, meta = _batch([(100, _frame(REMOTE, CAM, 443, 5000, tcp_flags=0x12)),  # SYN+ACK from b
                          (100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x11)),  # FIN from a
                          (100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x10)),
@@ -141,7 +151,7 @@ def test_syn_and_a_first_fin_update_the_flow_and_the_closing_fin_is_handed_back(
 
 def test_a_reset_closes_the_flow_at_once(scan: Scan) -> None:
     side = _side(is_a=False)
-    untagged = ({_key(CAM, REMOTE, 5000, 443): side}, {})
+    untagged = _tables({_key(CAM, REMOTE, 5000, 443): side}, {})
     data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=0x04))])
     assert scan(data, meta, 0, 100, untagged, {})[:4] == (flows.SCAN_CLOSED, 0, side.bytes, side)
     assert side.flow.state == flows.CLOSED and side.flow.tcp_flags == 0x04
@@ -152,7 +162,8 @@ def test_the_c_and_python_scans_leave_the_same_tcp_state_for_every_flag_byte() -
 
     def run(scan: Scan, first: int, second: int) -> tuple[list[tuple[int, int]], int, int]:
         side_a = _side()
-        untagged = ({_key(CAM, REMOTE, 5000, 443): side_a, _key(REMOTE, CAM, 443, 5000): side_a.flow.b}, {})
+        side_b = side_a.flow.b
+        untagged = _tables({_key(CAM, REMOTE, 5000, 443): side_a, _key(REMOTE, CAM, 443, 5000): side_b})
         data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443, tcp_flags=first)),
                              (100, _frame(REMOTE, CAM, 443, 5000, tcp_flags=second))])
         stops, start = [], 0
@@ -175,26 +186,29 @@ def test_the_c_and_python_scans_leave_the_same_tcp_state_for_every_flag_byte() -
 def test_tagged_and_ipv6_frames_use_their_vlan_tables(scan: Scan) -> None:
     v4, v6 = _side(), _side()
     key6 = _key(A6, B6, 6000, 443)
-    vlans = {20: ({}, {_key(CAM, REMOTE, 5000, 443): v4}), 30: ({key6: v6}, {})}
+    vlans = {20: _tables({}, {_key(CAM, REMOTE, 5000, 443): v4}), 30: _tables({key6: v6}, {})}
     data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443, vlan=20)),
                          (100, _frame(A6, B6, 6000, 443, tcp_flags=0x10, vlan=30))])
-    assert scan(data, meta, 0, 100, ({}, {}), vlans)[:2] == (flows.SCAN_END, 2)
+    assert scan(data, meta, 0, 100, _tables(), vlans)[:2] == (flows.SCAN_END, 2)
     assert (v4.packets, v6.packets) == (1, 1)
     assert v6.bytes == len(data) - v4.bytes - 2 * 18  # both frames' Ethernet + tag headers
     # the same frames on a VLAN without a table, or untagged, are not these flows
     data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443, vlan=21))])
-    assert scan(data, meta, 0, 100, ({}, {}), vlans)[0] == flows.SCAN_SLOW
+    assert scan(data, meta, 0, 100, _tables(), vlans)[0] == flows.SCAN_SLOW
 
 
 def test_the_c_scan_leaves_records_outside_the_data_to_the_slow_path() -> None:
     side = _side()
-    untagged = ({}, {_key(CAM, REMOTE, 5000, 443): side})
+    untagged = _tables({}, {_key(CAM, REMOTE, 5000, 443): side})
     data, _ = _batch([(100, _frame(CAM, REMOTE, 5000, 443))])
     meta = META_STRUCT.pack(100, 0, 10, len(data))  # runs 10 bytes past the end
     assert fastpath.scan(data, meta, 0, 100, untagged, {}) == (flows.SCAN_SLOW, 0, 0, None, 0)
     assert side.packets == 0
     with pytest.raises(TypeError):
         fastpath.scan(data, meta, 0, 100, [{}, {}], {})
+    data, meta = _batch([(100, _frame(CAM, REMOTE, 5000, 443))])
+    with pytest.raises(TypeError):  # the C scan looks frames up in FastTables only
+        fastpath.scan(data, meta, 0, 100, ({}, {_key(CAM, REMOTE, 5000, 443): side}), {})
 
 
 def test_without_the_extension_the_school_capture_still_replays_to_its_truth(tmp_path: Path) -> None:
@@ -239,7 +253,7 @@ def test_scan_survives_any_bytes_and_any_records(frames: list[bytes], shifts: li
                     for shift in shifts)
     key_of = {frame[at : at + size] for frame in [*frames, *VALID]
               for at, size in ((26, 12), (30, 12), (22, 36), (26, 36)) if len(frame) >= at + size}
-    untagged = ({key: _side() for key in key_of}, {key: _side() for key in key_of})
+    untagged = _tables({key: _side() for key in key_of}, {key: _side() for key in key_of})
     start = 0
     while True:
         reason, index, _, _, _ = fastpath.scan(data, meta, start, clock, untagged, {20: untagged})
@@ -264,6 +278,48 @@ def test_pcap_index_survives_any_file(body: bytes, offset: int, snapshot: int, b
 
 def test_negative_positions_are_refused() -> None:
     with pytest.raises(ValueError):
-        fastpath.scan(b"", b"", -1, 0, ({}, {}), {})
+        fastpath.scan(b"", b"", -1, 0, _tables(), {})
     with pytest.raises(ValueError):
         fastpath.pcap_index(b"", -1, 1, False, False, 65535)
+
+
+# ---------------------------------------------------------------------- FastTable
+KEYS = [bytes([n]) * 12 for n in range(6)] + [bytes([n]) * 36 for n in range(6)] + [b"", b"\x00" * 11]
+
+
+@settings(max_examples=300, deadline=None)
+@given(operations=st.lists(st.tuples(st.sampled_from(["set", "pop", "get", "del"]), st.sampled_from(KEYS),
+                                     st.integers(0, 3)), max_size=200))
+def test_fast_table_answers_as_a_dict_does(operations: list[tuple[str, bytes, int]]) -> None:
+    table, model = fastpath.FastTable(), {}
+    for operation, key, value in operations:
+        if operation == "set":
+            table[key] = model[key] = value
+        elif operation == "pop":
+            assert table.pop(key, None) == model.pop(key, None)
+        elif operation == "del":
+            if key in model:
+                del table[key], model[key]
+            else:
+                with pytest.raises(KeyError):
+                    del table[key]
+        assert table.get(key) == model.get(key) and table.get(key, "absent") == model.get(key, "absent")
+        assert len(table) == len(model) and sorted(table.values()) == sorted(model.values())
+
+
+def test_fast_table_grows_and_reuses_deleted_slots() -> None:
+    table, keys = fastpath.FastTable(), [n.to_bytes(12, "big") for n in range(50_000)]
+    for round_ in range(3):  # fill, empty, fill again: deleted slots give way to new entries
+        for n, key in enumerate(keys):
+            table[key] = n + round_
+        assert len(table) == len(keys) and table[keys[123]] == 123 + round_
+        for key in keys[::2]:
+            assert table.pop(key) is not None
+        assert len(table) == len(keys) // 2 and table.get(keys[0]) is None and table[keys[1]] == 1 + round_
+        for key in keys[1::2]:
+            del table[key]
+        assert len(table) == 0 and table.values() == []
+    with pytest.raises(TypeError):
+        table["text"] = 1
+    with pytest.raises(KeyError):
+        table.pop(keys[0])
