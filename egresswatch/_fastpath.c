@@ -322,7 +322,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     }
     if (PyModule_AddObjectRef(module, "Side", (PyObject *)&SideType) < 0
         || PyModule_AddObjectRef(module, "FlowState", (PyObject *)&FlowStateType) < 0
-        || PyModule_AddObjectRef(module, "FastTable", (PyObject *)&ew_FastTableType) < 0) {
+        || PyModule_AddObjectRef(module, "FastTable", (PyObject *)&ew_FastTableType) < 0
+        || PyModule_AddObjectRef(module, "PacketBase", (PyObject *)&ew_PacketBaseType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -2,7 +2,7 @@
  *
  *   _fastpath.c          the module, Side, FlowState and the flow meter's scan (flows.py is its reference)
  *   _fastpath_table.c    FastTable, the fast tables' hash table
- *   _fastpath_decode.c   decode_ethernet, the common Ethernet frame's decode (the registry's)
+ *   _fastpath_decode.c   PacketBase, and decode_ethernet, the common Ethernet frame's decode (the registry's)
  *   _fastpath_pcap.c     pcap_index, classic pcap records read as libpcap reads them
  */
 #ifndef EGRESSWATCH_FASTPATH_H
@@ -23,6 +23,7 @@ int ew_fast_table_init(void);
 PyObject *ew_fast_table_lookup(PyObject *table, const unsigned char *key, Py_ssize_t size);
 
 /* _fastpath_decode.c */
+extern PyTypeObject ew_PacketBaseType;
 extern const char ew_decode_ethernet_doc[];
 int ew_decode_ethernet_init(void);
 PyObject *ew_decode_ethernet(PyObject *module, PyObject *const *args, Py_ssize_t nargs);

@@ -1,37 +1,95 @@
 #include "_fastpath.h"
 
-/* Packet's attribute names, interned once at import. */
-enum {
-    F_SRC_MAC, F_DST_MAC, F_VLAN, F_L3_PROTO, F_IP_VERSION, F_SRC, F_DST, F_PROTO, F_IP_BYTES,
-    F_SPORT, F_DPORT, F_TCP_FLAGS, F_PAYLOAD_OFF, F_PAYLOAD_END, PACKET_FIELDS
-};
-static const char *const packet_field_names[PACKET_FIELDS] = {
-    "src_mac", "dst_mac", "vlan", "l3_proto", "ip_version", "src", "dst", "proto", "ip_bytes",
-    "sport", "dport", "tcp_flags", "payload_off", "payload_end",
-};
-static PyObject *packet_fields[PACKET_FIELDS];
+#include <structmember.h>
 
-static int set_long(PyObject *pkt, int field, long value) {
-    PyObject *number = PyLong_FromLong(value);
-    if (number == NULL)
-        return -1;
-    int failed = PyObject_SetAttr(pkt, packet_fields[field], number);
-    Py_DECREF(number);
-    return failed;
+/* ------------------------------------------------------------------ PacketBase */
+
+/* The fields of decode.packet.Packet, as objects: attribute access from Python stays as quick as a
+ * slot's, and a new packet is one allocation with every default set here instead of in __init__. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *src_mac, *dst_mac, *vlan, *l3_proto, *ip_version, *src, *dst, *proto, *ip_bytes,
+        *sport, *dport, *tcp_flags, *frag_id, *frag_offset, *frag_more, *payload_off, *payload_end,
+        *tunnel_depth;
+} PacketBase;
+
+#define PACKET_MEMBER(name, doc) {#name, T_OBJECT_EX, offsetof(PacketBase, name), 0, doc}
+static PyMemberDef packet_members[] = {
+    PACKET_MEMBER(src_mac, "source MAC (6 bytes) or None"),
+    PACKET_MEMBER(dst_mac, "destination MAC (6 bytes) or None"),
+    PACKET_MEMBER(vlan, "the innermost 802.1Q VLAN id, or None"),
+    PACKET_MEMBER(l3_proto, "ethertype of the network layer (0x0800, 0x86dd, 0x0806 ...); 0 when unknown"),
+    PACKET_MEMBER(ip_version, "4, 6, or 0 for a frame without IP"),
+    PACKET_MEMBER(src, "source address, packed"),
+    PACKET_MEMBER(dst, "destination address, packed"),
+    PACKET_MEMBER(proto, "IP protocol, -1 without IP"),
+    PACKET_MEMBER(ip_bytes, "IP-layer bytes, from the IP header"),
+    PACKET_MEMBER(sport, "source port, or None"),
+    PACKET_MEMBER(dport, "destination port, or None"),
+    PACKET_MEMBER(tcp_flags, "TCP flags byte, 0 for other protocols"),
+    PACKET_MEMBER(frag_id, "IP identification when the packet is a fragment, else None"),
+    PACKET_MEMBER(frag_offset, "fragment offset in bytes"),
+    PACKET_MEMBER(frag_more, "more fragments follow"),
+    PACKET_MEMBER(payload_off, "payload start in the capture buffer"),
+    PACKET_MEMBER(payload_end, "payload end in the capture buffer"),
+    PACKET_MEMBER(tunnel_depth, "tunnels decapsulated to reach this packet"),
+    {NULL},
+};
+
+static PyObject *empty_bytes, *zero, *minus_one; /* defaults, made once */
+
+static PyObject *packet_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    if (PyTuple_GET_SIZE(args) || (kwargs && PyDict_GET_SIZE(kwargs))) {
+        PyErr_SetString(PyExc_TypeError, "Packet() takes no arguments");
+        return NULL;
+    }
+    PacketBase *pkt = (PacketBase *)type->tp_alloc(type, 0);
+    if (pkt == NULL)
+        return NULL;
+    pkt->src_mac = Py_NewRef(Py_None), pkt->dst_mac = Py_NewRef(Py_None), pkt->vlan = Py_NewRef(Py_None);
+    pkt->l3_proto = Py_NewRef(zero), pkt->ip_version = Py_NewRef(zero);
+    pkt->src = Py_NewRef(empty_bytes), pkt->dst = Py_NewRef(empty_bytes);
+    pkt->proto = Py_NewRef(minus_one), pkt->ip_bytes = Py_NewRef(zero);
+    pkt->sport = Py_NewRef(Py_None), pkt->dport = Py_NewRef(Py_None), pkt->tcp_flags = Py_NewRef(zero);
+    pkt->frag_id = Py_NewRef(Py_None), pkt->frag_offset = Py_NewRef(zero), pkt->frag_more = Py_NewRef(Py_False);
+    pkt->payload_off = Py_NewRef(zero), pkt->payload_end = Py_NewRef(zero), pkt->tunnel_depth = Py_NewRef(zero);
+    return (PyObject *)pkt;
 }
 
-static int set_bytes(PyObject *pkt, int field, const unsigned char *at, Py_ssize_t size) {
-    PyObject *bytes = PyBytes_FromStringAndSize((const char *)at, size);
-    if (bytes == NULL)
-        return -1;
-    int failed = PyObject_SetAttr(pkt, packet_fields[field], bytes);
-    Py_DECREF(bytes);
-    return failed;
+static void packet_dealloc(PacketBase *pkt) {
+    Py_XDECREF(pkt->src_mac), Py_XDECREF(pkt->dst_mac), Py_XDECREF(pkt->vlan), Py_XDECREF(pkt->l3_proto);
+    Py_XDECREF(pkt->ip_version), Py_XDECREF(pkt->src), Py_XDECREF(pkt->dst), Py_XDECREF(pkt->proto);
+    Py_XDECREF(pkt->ip_bytes), Py_XDECREF(pkt->sport), Py_XDECREF(pkt->dport), Py_XDECREF(pkt->tcp_flags);
+    Py_XDECREF(pkt->frag_id), Py_XDECREF(pkt->frag_offset), Py_XDECREF(pkt->frag_more);
+    Py_XDECREF(pkt->payload_off), Py_XDECREF(pkt->payload_end), Py_XDECREF(pkt->tunnel_depth);
+    Py_TYPE(pkt)->tp_free((PyObject *)pkt); /* a subclass's type reference is subtype_dealloc's */
 }
+
+/* No GC: a packet holds only ints, bytes, None and booleans, so it is in no reference cycle. */
+PyTypeObject ew_PacketBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "egresswatch._fastpath.PacketBase",
+    .tp_doc = "The header fields of one packet, with their defaults (subclassed by decode.packet.Packet).",
+    .tp_basicsize = sizeof(PacketBase),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_new = packet_new,
+    .tp_dealloc = (destructor)packet_dealloc,
+    .tp_members = packet_members,
+};
+
+/* Replace a field's object with a new reference; -1 (the old one kept) when `value` is NULL. */
+static int set_field(PyObject **field, PyObject *value) {
+    if (value == NULL)
+        return -1;
+    Py_SETREF(*field, value);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ decode_ethernet */
 
 const char ew_decode_ethernet_doc[] =
 "decode_ethernet(data, offset, end, pkt, udp_tunnel_ports) -> bool\n\n"
-"Fill `pkt`, a new decode.packet.Packet, from the Ethernet frame data[offset:end] when the frame\n"
+"Fill `pkt`, a new decode.packet.Packet (a PacketBase), from the Ethernet frame data[offset:end] when the frame\n"
 "has the common shape: at most one 802.1Q tag, then IPv4 that is not a fragment or IPv6 without\n"
 "extension headers, then TCP, or UDP to a port not in `udp_tunnel_ports`, every header well\n"
 "formed. `pkt` then holds exactly what the registry's decoders (decode/link.py, decode/ip.py) put\n"
@@ -45,7 +103,12 @@ PyObject *ew_decode_ethernet(PyObject *Py_UNUSED(module), PyObject *const *args,
     Py_ssize_t offset = PyLong_AsSsize_t(args[1]), end = PyLong_AsSsize_t(args[2]);
     if (PyErr_Occurred())
         return NULL;
-    PyObject *pkt = args[3], *tunnel_ports = args[4];
+    PyObject *tunnel_ports = args[4];
+    if (!PyObject_TypeCheck(args[3], &ew_PacketBaseType)) {
+        PyErr_SetString(PyExc_TypeError, "decode_ethernet(): pkt must be a Packet");
+        return NULL;
+    }
+    PacketBase *pkt = (PacketBase *)args[3];
     Py_buffer data;
     if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -121,15 +184,21 @@ PyObject *ew_decode_ethernet(PyObject *Py_UNUSED(module), PyObject *const *args,
             goto done;
         payload_off = transport + 8;
     }
-    if (set_bytes(pkt, F_DST_MAC, p, 6) < 0 || set_bytes(pkt, F_SRC_MAC, p + 6, 6) < 0
-        || (vlan >= 0 && set_long(pkt, F_VLAN, vlan) < 0) || set_long(pkt, F_L3_PROTO, etype) < 0
-        || set_long(pkt, F_IP_VERSION, version) < 0 || set_bytes(pkt, F_SRC, p + src_at, address_size) < 0
-        || set_bytes(pkt, F_DST, p + src_at + address_size, address_size) < 0
-        || set_long(pkt, F_PROTO, proto) < 0 || set_long(pkt, F_IP_BYTES, ip_bytes) < 0
-        || set_long(pkt, F_SPORT, sport) < 0 || set_long(pkt, F_DPORT, dport) < 0
-        || (tcp_flags >= 0 && set_long(pkt, F_TCP_FLAGS, tcp_flags) < 0)
-        || set_long(pkt, F_PAYLOAD_OFF, (long)(offset + payload_off)) < 0
-        || set_long(pkt, F_PAYLOAD_END, (long)(offset + ip_end)) < 0) {
+    const unsigned char *src = p + src_at;
+    if (set_field(&pkt->dst_mac, PyBytes_FromStringAndSize((const char *)p, 6)) < 0
+        || set_field(&pkt->src_mac, PyBytes_FromStringAndSize((const char *)p + 6, 6)) < 0
+        || (vlan >= 0 && set_field(&pkt->vlan, PyLong_FromLong(vlan)) < 0)
+        || set_field(&pkt->l3_proto, PyLong_FromLong(etype)) < 0
+        || set_field(&pkt->ip_version, PyLong_FromLong(version)) < 0
+        || set_field(&pkt->src, PyBytes_FromStringAndSize((const char *)src, address_size)) < 0
+        || set_field(&pkt->dst, PyBytes_FromStringAndSize((const char *)src + address_size, address_size)) < 0
+        || set_field(&pkt->proto, PyLong_FromLong(proto)) < 0
+        || set_field(&pkt->ip_bytes, PyLong_FromLong(ip_bytes)) < 0
+        || set_field(&pkt->sport, PyLong_FromLong(sport)) < 0
+        || set_field(&pkt->dport, PyLong_FromLong(dport)) < 0
+        || (tcp_flags >= 0 && set_field(&pkt->tcp_flags, PyLong_FromLong(tcp_flags)) < 0)
+        || set_field(&pkt->payload_off, PyLong_FromSsize_t(offset + payload_off)) < 0
+        || set_field(&pkt->payload_end, PyLong_FromSsize_t(offset + ip_end)) < 0) {
         result = NULL;
         goto done;
     }
@@ -141,9 +210,10 @@ done:
 }
 
 int ew_decode_ethernet_init(void) {
-    for (int field = 0; field < PACKET_FIELDS; field++)
-        if (packet_fields[field] == NULL
-            && (packet_fields[field] = PyUnicode_InternFromString(packet_field_names[field])) == NULL)
-            return -1;
-    return 0;
+    if (empty_bytes == NULL && (empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
+        return -1;
+    if ((zero == NULL && (zero = PyLong_FromLong(0)) == NULL)
+        || (minus_one == NULL && (minus_one = PyLong_FromLong(-1)) == NULL))
+        return -1;
+    return PyType_Ready(&ew_PacketBaseType);
 }

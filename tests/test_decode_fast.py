@@ -21,7 +21,7 @@ from support.tshark import REALPCAPS
 from egresswatch import _fastpath as fastpath
 from egresswatch.capture import LINKTYPE_ETHERNET, META_STRUCT
 from egresswatch.capture.files import open_capture
-from egresswatch.decode.packet import Packet
+from egresswatch.decode.packet import FIELDS, Packet
 from egresswatch.decode.registry import UDP_PORT_DECODERS, Decoder
 
 PCAPS = Path(__file__).resolve().parent.parent / "pcaps"
@@ -30,7 +30,7 @@ DECODER = Decoder()
 
 
 def _fields(pkt: Packet) -> dict[str, object]:
-    return {name: getattr(pkt, name) for name in Packet.__slots__}
+    return {name: getattr(pkt, name) for name in FIELDS}
 
 
 def _both(frame: bytes, off: int = 0, end: int | None = None) -> tuple[bool, Packet, str | None, Packet]:
