@@ -163,7 +163,8 @@ class FlowSide(SideBase):  # type: ignore[misc,valid-type]
     __slots__ = () if SideBase is not object else ("bytes", "flow", "is_a", "packets", "sec", "usec")
 
     def __init__(self, flow: Flow, is_a: bool, ts: float) -> None:
-        self.flow = flow
+        self.flow: Flow | None = flow
+        """None once the flow has ended."""
         self.is_a = is_a
         self.packets = 0
         self.bytes = 0
@@ -435,7 +436,7 @@ class Meter:
     def _later_fragment(self, pkt: Packet, ts: float) -> None:
         key = (pkt.vlan, pkt.proto, pkt.src, pkt.dst, pkt.frag_id)
         side = self._fragment_owner.get(key)
-        if side is not None and side.flow.key_a is not None:
+        if side is not None and side.flow is not None:  # its flow has not ended
             self._count(side, pkt, ts)
             return
         # The first fragment has not arrived yet (reordering): hold the counts until it does.
@@ -515,6 +516,9 @@ class Meter:
         flow.key_a = flow.key_b = None
         self._active -= 1
         self._hooks.flow_report(flow, action)
+        # A flow and its sides refer to each other: without that cycle an ended flow is freed at
+        # once, not left for the cyclic collector to find among everything else alive.
+        flow.a.flow = flow.b.flow = None
 
     def _evict(self) -> None:
         """Make room: end the longest-idle flows among those whose timers are due soonest.
