@@ -102,3 +102,19 @@ def test_quick_run_writes_result_json(tmp_path: Path) -> None:
     full = result["targets"]["full pipeline packets/s"]
     assert full["measured"] == runs["egresswatch"]["packets_per_second"]
     assert full["met"] == (full["measured"] >= full["target"])
+
+
+def test_instruction_counts_repeat_for_the_same_code(tmp_path: Path) -> None:
+    """instructions.py in a fresh clone, whose work tree is its baseline: the same code, built
+    twice and counted under callgrind at once, gives the same count (what makes it a measure)."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(BENCHMARKS.parent), str(clone)], check=True)
+    command = [sys.executable, str(clone / "benchmarks" / "instructions.py"), "--quick",
+               "--cache", str(tmp_path / "cache"), "--results", str(tmp_path / "results")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    (path,) = (tmp_path / "results").glob("instructions-quick-*.json")
+    result = json.loads(path.read_text())
+    baseline, work = result["instructions"].values()
+    assert baseline > 100_000_000  # a whole replay: interpreter, imports, every packet
+    assert abs(result["ratio_to_baseline"] - 1) < 1e-4 and work == pytest.approx(baseline, rel=1e-4)
