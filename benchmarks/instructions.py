@@ -2,10 +2,11 @@
 
 Wall-clock time on a shared machine moves by tens of percent from one minute to the next (the
 floor of the site benchmark read 1.4 M packets/s one day and 2.4 M another). Valgrind's callgrind
-counts the instructions a run executes, which repeat to within a fraction of a percent whatever
-else the machine is doing. This runs ``egresswatch replay`` over the site mix, with every sink as
-run.py does, under callgrind for the work tree and for a baseline revision (default HEAD), both
-in one invocation, and prints each count and its ratio to the baseline; JSON goes to
+counts the instructions a run executes, which repeat whatever else the machine is doing: the same
+tree to ~1e-6, the same code in two trees to ~1e-4 (tests/test_benchmarks.py holds it to 1e-3).
+This runs ``egresswatch replay`` over the site mix, with every sink as run.py does, under
+callgrind for the work tree and for a baseline revision (default HEAD), both in one invocation,
+and prints each count and its ratio to the baseline; JSON goes to
 ``benchmarks/results/instructions[-quick]-<date>.json``.
 
 The baseline is a ``git archive`` of the revision in a temporary directory. Both trees get their C
@@ -106,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="egresswatch-instructions-") as temp:
         root = Path(temp)
         env = python_environment(root)
+        # names of one length: paths end up in hashed strings, so even they move counts a little
         trees = {f"baseline {revision}": export_tree(revision, root / "baseline"),
-                 "work tree": work_tree(root / "work")}
+                 "work tree": work_tree(root / "worktree")}
         for tree in trees.values():
             build_extension(tree)
         scratch = {name: root / f"scratch-{i}" for i, name in enumerate(trees)}

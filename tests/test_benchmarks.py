@@ -117,4 +117,4 @@ def test_instruction_counts_repeat_for_the_same_code(tmp_path: Path) -> None:
     result = json.loads(path.read_text())
     baseline, work = result["instructions"].values()
     assert baseline > 100_000_000  # a whole replay: interpreter, imports, every packet
-    assert abs(result["ratio_to_baseline"] - 1) < 1e-4 and work == pytest.approx(baseline, rel=1e-4)
+    assert abs(result["ratio_to_baseline"] - 1) < 1e-3 and work == pytest.approx(baseline, rel=1e-3)
