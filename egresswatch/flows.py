@@ -4,11 +4,11 @@ Per packet the common case is an established TCP/UDP flow (Ethernet, untagged or
 IPv4 without options or fragmentation, or IPv6 without extension headers) that needs no more
 payload inspection. It lives in a "fast" table (`FastTable`) keyed by the raw bytes src address,
 dst address, src port, dst port (contiguous in both IP versions), with both directions' keys
-inserted, each mapping to that direction's `FlowSide`. A scan counts such packets straight into their side,
-folds SYN/FIN/RST into the flow's TCP state (`tcp_update`), and stops at the first packet that
-needs Python: the C extension `_fastpath` when it is built, else `scan_batch` here, its reference
-(same contract, tests/test_fastpath.py). Every other packet is decoded in full through the
-registry (`egresswatch.decode`) on the slow path.
+inserted, each mapping to that direction's `FlowSide`. A scan counts such packets straight into
+their side, folds SYN/FIN/RST into the flow's TCP state (`tcp_update`), and stops at the first
+packet that needs Python: the C extension `_fastpath` when it is built, else `scan_batch` here,
+its reference (same contract, tests/test_fastpath.py). Every other packet is decoded in full
+(`egresswatch.decode`) on the slow path.
 
 Nothing here knows about devices, countries or policy: the pipeline's `FlowHooks` do.
 Time is packet time; `advance(now)` runs the timers.
