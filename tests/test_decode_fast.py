@@ -8,7 +8,10 @@ shape (so the shortcut is really used) and leave every other frame untouched.
 
 from __future__ import annotations
 
+import ast
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +136,15 @@ def test_damaged_frames_decode_as_the_registry_does_or_are_declined_untouched(fr
         assert anomaly is None and _fields(fast) == _fields(walked)
     else:
         assert _fields(fast) == _fields(Packet())
+
+
+def test_the_c_packet_has_the_pure_python_packets_defaults() -> None:
+    """A build without a compiler gets the Python Packet; both start with the same fields."""
+    script = ("import sys; sys.modules['egresswatch._fastpath'] = None\n"
+              "from egresswatch.decode.packet import FIELDS, Packet, PacketBase\n"
+              "assert PacketBase is object\n"
+              "print(repr({name: getattr(Packet(), name) for name in FIELDS}))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          check=True)
+    assert type(Packet()).__mro__[1] is fastpath.PacketBase
+    assert ast.literal_eval(done.stdout) == _fields(Packet())
