@@ -12,12 +12,6 @@ from __future__ import annotations
 import hmac
 from hashlib import sha256
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
-
 from egresswatch.naming.tls import GIVE_UP, GiveUp, sni_from_client_hello
 
 QUIC_V1 = 0x00000001
@@ -47,6 +41,11 @@ class InitialKeys:
         self.key = _expand_label(client_secret, prefix + b"key", 16)
         self.iv = _expand_label(client_secret, prefix + b"iv", 12)
         self.hp = _expand_label(client_secret, prefix + b"hp", 16)
+        # cryptography is imported at the first QUIC Initial, not at every start (15 ms; most
+        # captures have none)
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(self.key)
         self._hp = Cipher(algorithms.AES(self.hp), modes.ECB())
 
@@ -57,6 +56,8 @@ class InitialKeys:
 
     def open(self, packet_number: int, header: bytes, ciphertext: bytes) -> bytes | None:
         """Decrypt a payload (RFC 9001 §5.3); None if it does not authenticate."""
+        from cryptography.exceptions import InvalidTag
+
         nonce = (int.from_bytes(self.iv, "big") ^ packet_number).to_bytes(12, "big")
         try:
             return self._aead.decrypt(nonce, ciphertext, header)
@@ -66,6 +67,9 @@ class InitialKeys:
 
 def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
     """TLS 1.3 HKDF-Expand-Label with an empty context (RFC 8446 §7.1)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
     full = b"tls13 " + label
     info = length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00"
     return HKDFExpand(hashes.SHA256(), length, info).derive(secret)
