@@ -18,6 +18,7 @@ packet time (at a flow report or the daemon's tick) and at the end, never per pa
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from egresswatch.baseline import Baseline
 from egresswatch.bindings import BindingTable, arp_binding, ndp_binding
@@ -28,7 +29,9 @@ from egresswatch.discovery.evidence import DISCOVERY_UDP_PORTS, DiscoveredDevice
 from egresswatch.flows import Flow
 from egresswatch.model import Place, Service
 from egresswatch.oui import CAMERA_VENDORS, vendor_of
-from egresswatch.state import AlertKey, StateStore
+
+if TYPE_CHECKING:
+    from egresswatch.state import AlertKey, StateStore
 
 ETHERTYPE_ARP = 0x0806
 PROTO_TCP, PROTO_UDP, PROTO_ICMPV6 = 6, 17, 58
@@ -53,7 +56,11 @@ class SiteLearning:
         self._dedup = config.alerts.dedup_seconds
         self._flush_every = config.state.flush_seconds
         self._next_flush: float | None = None
-        self._store = StateStore(config.state.path) if config.state.path is not None else None
+        self._store: StateStore | None = None
+        if config.state.path is not None:
+            from egresswatch.state import StateStore  # sqlite3, imported only for a state file
+
+            self._store = StateStore(config.state.path)
         if self._store is not None:
             saved = self._store.load()
             self.bindings.restore(saved.bindings)  # type: ignore[arg-type]
