@@ -333,19 +333,22 @@ class Meter:
                 self._promote(flow)
 
     def _side_for(self, pkt: Packet, ts: float) -> FlowSide:
+        fast_key = None
         if pkt.sport is not None:
+            fast_key = pkt.src + pkt.dst + PORTS.pack(pkt.sport, pkt.dport)
             table = self._fast_table(pkt.proto, pkt.vlan, create=False)
             if table is not None:
-                side = table.get(pkt.src + pkt.dst + PORTS.pack(pkt.sport, pkt.dport))
+                side = table.get(fast_key)
                 if side is not None:
                     return side
         key = (pkt.vlan, pkt.proto, pkt.src, pkt.dst, pkt.sport, pkt.dport)
         side = self._slow.get(key)
         if side is not None:
             return side
-        return self._new_flow(pkt, ts, key)
+        return self._new_flow(pkt, ts, key, fast_key)
 
-    def _new_flow(self, pkt: Packet, ts: float, key: tuple) -> FlowSide:
+    def _new_flow(self, pkt: Packet, ts: float, key: tuple, fast_key: bytes | None) -> FlowSide:
+        """A flow from its first packet; `fast_key` is that packet's fast-table key, if it has one."""
         if self._active >= self._cfg.max:
             self._evict()
         flow = Flow(pkt, ts)
@@ -357,7 +360,7 @@ class Meter:
         self._hooks.flow_started(flow, pkt)
         # Straight into a fast table when the hooks want no payload (most flows): no slow-table
         # entry to make and take out again.
-        if flow.inspect or not self._insert_fast(flow):
+        if flow.inspect or not self._insert_fast(flow, fast_key):
             reverse = (pkt.vlan, pkt.proto, pkt.dst, pkt.src, pkt.dport, pkt.sport)
             flow.key_a, flow.key_b = key, reverse
             self._slow[key] = flow.a
@@ -383,14 +386,16 @@ class Meter:
             self._slow.pop(slow_a, None)
             self._slow.pop(slow_b, None)
 
-    def _insert_fast(self, flow: Flow) -> bool:
-        """Key a TCP/UDP flow in its fast table; False for a flow the fast path cannot carry."""
+    def _insert_fast(self, flow: Flow, key_a: bytes | None = None) -> bool:
+        """Key a TCP/UDP flow in its fast table (`key_a`, its a->b key, if already made); False for
+        a flow the fast path cannot carry."""
         if flow.a_port is None:
             return False
         table = self._fast_table(flow.proto, flow.vlan, create=True)
         if table is None:
             return False
-        key_a = flow.a_ip + flow.b_ip + PORTS.pack(flow.a_port, flow.b_port)
+        if key_a is None:
+            key_a = flow.a_ip + flow.b_ip + PORTS.pack(flow.a_port, flow.b_port)
         key_b = flow.b_ip + flow.a_ip + PORTS.pack(flow.b_port, flow.a_port)
         table[key_a] = flow.a
         table[key_b] = flow.b
