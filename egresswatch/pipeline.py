@@ -196,8 +196,8 @@ class Pipeline:
                 self._inspector.flow_ended(flow)
                 self._forget(flow)
             return
-        if action == "flow_end":
-            self._inspector.flow_ended(flow)
+        if action == "flow_end" and ctx.device is not None:
+            self._inspector.flow_ended(flow)  # only a device's flows are inspected
         if ctx.device is None and self.config.events.flows != "all":
             # No sink keeps flows without a device unless every flow is an event: learn, don't report.
             self._learn_from_unattributed(flow, ctx)
