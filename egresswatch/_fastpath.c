@@ -307,7 +307,7 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyType_Ready(&SideType) < 0 || PyType_Ready(&FlowStateType) < 0 || ew_fast_table_init() < 0
-        || ew_decode_ethernet_init() < 0)
+        || ew_decode_ethernet_init() < 0 || PyType_Ready(&ew_BpfProgramType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
@@ -323,7 +323,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyModule_AddObjectRef(module, "Side", (PyObject *)&SideType) < 0
         || PyModule_AddObjectRef(module, "FlowState", (PyObject *)&FlowStateType) < 0
         || PyModule_AddObjectRef(module, "FastTable", (PyObject *)&ew_FastTableType) < 0
-        || PyModule_AddObjectRef(module, "PacketBase", (PyObject *)&ew_PacketBaseType) < 0) {
+        || PyModule_AddObjectRef(module, "PacketBase", (PyObject *)&ew_PacketBaseType) < 0
+        || PyModule_AddObjectRef(module, "BpfProgram", (PyObject *)&ew_BpfProgramType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -4,6 +4,7 @@
  *   _fastpath_table.c    FastTable, the fast tables' hash table
  *   _fastpath_decode.c   PacketBase, and decode_ethernet, the common Ethernet frame's decode (the registry's)
  *   _fastpath_pcap.c     pcap_index, classic pcap records read as libpcap reads them
+ *   _fastpath_bpf.c      BpfProgram, a libpcap-compiled filter run over records in place
  */
 #ifndef EGRESSWATCH_FASTPATH_H
 #define EGRESSWATCH_FASTPATH_H
@@ -31,5 +32,9 @@ PyObject *ew_decode_ethernet(PyObject *module, PyObject *const *args, Py_ssize_t
 /* _fastpath_pcap.c */
 extern const char ew_pcap_index_doc[];
 PyObject *ew_pcap_index(PyObject *module, PyObject *args);
+
+/* _fastpath_bpf.c */
+extern PyTypeObject ew_BpfProgramType;
+uint32_t ew_bpf_run(PyObject *program, const unsigned char *packet, uint32_t wirelen, uint32_t buflen);
 
 #endif
