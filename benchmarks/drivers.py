@@ -3,8 +3,9 @@
 - ``pipeline FILE -c CONFIG [--bpf] --events PATH``: the full egresswatch pipeline with the same
   sinks as ``egresswatch replay`` (events to a file, summary, metrics), reading through
   ``open_capture(path, bpf=...)``. With ``--bpf`` ``egresswatch.bpf.build_filter``, compiled by
-  libpcap, is applied to the file's records, as the kernel would apply it on a live socket. It exists because ``replay`` has no BPF flag;
-  once it does, ``run.py`` can call ``replay`` for this run too.
+  libpcap, is applied to the file's records, as the kernel would apply it on a live socket. It
+  exists because ``replay`` has no BPF flag; once it does, ``run.py`` can call ``replay`` for
+  this run too.
 - ``nfstream FILE``: NFStream with one meter, counting flows.
 
 Each prints one JSON line: packets read (after the filter), packets passed to the pipeline, flows.
