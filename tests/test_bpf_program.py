@@ -20,7 +20,7 @@ from support.tshark import REALPCAPS
 
 from egresswatch import _fastpath as fastpath
 from egresswatch.bpf import build_filter
-from egresswatch.capture import META_STRUCT
+from egresswatch.capture import META_STRUCT, CaptureError
 from egresswatch.capture.files import PCAP_MAGICS, open_capture
 from egresswatch.config import load_config
 from egresswatch.workers import share_filter
@@ -140,3 +140,12 @@ def test_a_filter_keeping_nothing_reads_a_bounded_stretch_per_call() -> None:
     assert offset == len(data) and calls == 2
     keep = fastpath.BpfProgram([(0x06, 0, 0, 262144)])
     assert len(fastpath.pcap_index(data, 24, 256, False, False, 65535, keep)[0]) == 256 * 16
+
+
+@pytest.mark.parametrize("capture", [ROOT / "pcaps" / "school.pcap",
+                                     REALPCAPS / "tcpdump_quic_truncated_loopback.pcap"],
+                         ids=["mapped", "libpcap (DLT_NULL)"])
+def test_a_bad_filter_expression_fails_the_open_naming_the_file(capture: Path) -> None:
+    with pytest.raises(CaptureError) as raised:
+        open_capture(capture, bpf="tcp and (")
+    assert str(capture) in str(raised.value) and "filter" in str(raised.value)

@@ -56,24 +56,43 @@ class PcapSource:
         self.position_bytes = PCAP_FILE_HEADER
         self.truncated_at: str | None = None
         self._bpf = bpf
-        self._handle = self._open()
+        self._handle = self._open(filtered=False)
         self.linktype = self._handle.datalink()
         if self.linktype not in SUPPORTED_LINKTYPES:
             raise CaptureError(self.name, f"unsupported link type {self.linktype}")
+        # libpcap compiles a filter for a BSD loopback file (DLT_NULL) against the file itself (its
+        # address families are the writer's, e.g. any BSD's AF_INET6), so that file stays libpcap's
+        self._maps = pcap_index is not None and not (bpf and self.linktype == LINKTYPE_NULL)
+        if self._maps:  # the record format, as pcap_index reads it
+            with path.open("rb") as file:
+                header = file.read(PCAP_FILE_HEADER)
+            self._big_endian = header[:2] == b"\xa1\xb2"
+            self._nanosecond = header[:4] in (b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1")
+            self._snapshot = int.from_bytes(header[16:20], "big" if self._big_endian else "little")
+            if not 0 < self._snapshot <= MAXIMUM_SNAPLEN:
+                self._snapshot = MAXIMUM_SNAPLEN
+        self._program = None
+        if bpf:  # compiled once, here, so that a bad expression fails the open
+            try:
+                if self._maps:
+                    compiled = pcapy.compile(self.linktype, self._snapshot, bpf, 1, 0)
+                    self._program = BpfProgram(compiled.get_bpf())
+                else:
+                    self._handle.setfilter(bpf)
+            except pcapy.PcapError as exc:
+                raise CaptureError(self.name, str(exc)) from exc
 
-    def _open(self) -> pcapy.Reader:
+    def _open(self, filtered: bool) -> pcapy.Reader:
         try:
             handle = pcapy.open_offline(self.name)
-            if self._bpf:
+            if filtered and self._bpf:
                 handle.setfilter(self._bpf)
         except pcapy.PcapError as exc:
             raise CaptureError(self.name, str(exc)) from exc
         return handle
 
     def __iter__(self) -> Iterator[Batch]:
-        # libpcap compiles a filter for a BSD loopback file (DLT_NULL) against the file itself (its
-        # address families are the writer's, e.g. any BSD's AF_INET6), so that file stays libpcap's
-        if pcap_index is not None and not (self._bpf and self.linktype == LINKTYPE_NULL):
+        if self._maps:
             yield from self._mapped()
             return
         delivered = 0
@@ -95,17 +114,8 @@ class PcapSource:
         """Batches whose data is the whole mapped file. The mapping stays open as long as any batch
         refers to it (a consumer may keep the last one), and closes with the last reference."""
         with open(self.name, "rb") as file:
-            header = file.read(PCAP_FILE_HEADER)
             data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
         data.madvise(mmap.MADV_SEQUENTIAL)
-        big_endian = header[:2] == b"\xa1\xb2"
-        nanosecond = header[:4] in (b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1")
-        snapshot = int.from_bytes(header[16:20], "big" if big_endian else "little")
-        if not 0 < snapshot <= MAXIMUM_SNAPLEN:
-            snapshot = MAXIMUM_SNAPLEN
-        program = None
-        if self._bpf:  # compiled as libpcap compiles it for this file (_open checked the expression)
-            program = BpfProgram(pcapy.compile(self.linktype, snapshot, self._bpf, 1, 0).get_bpf())
         offset, delivered, released = PCAP_FILE_HEADER, 0, 0
         while True:
             if offset - released >= RELEASE_BYTES:
@@ -114,8 +124,9 @@ class PcapSource:
                 done = offset - offset % mmap.PAGESIZE
                 data.madvise(mmap.MADV_DONTNEED, released, done - released)
                 released = done
-            meta, offset, problem = pcap_index(data, offset, BATCH_PACKETS, big_endian, nanosecond, snapshot,
-                                               program)
+            meta, offset, problem = pcap_index(
+                data, offset, BATCH_PACKETS, self._big_endian, self._nanosecond, self._snapshot, self._program
+            )
             self.position_bytes = offset
             if meta:
                 delivered += len(meta) // META_RECORD_SIZE
@@ -127,7 +138,7 @@ class PcapSource:
                 return
 
     def _salvage(self, skip: int, error: str) -> Iterator[Batch]:
-        handle = self._open()
+        handle = self._open(filtered=True)
         for _ in range(skip):
             handle.next()
         index = skip
