@@ -17,6 +17,9 @@
 #define MAXIMUM_SNAPLEN 262144 /* libpcap's, for every link type we decode */
 
 static inline unsigned be16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
+static inline uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
 /* _fastpath_table.c */
 extern PyTypeObject ew_FastTableType;

@@ -30,10 +30,6 @@ typedef struct {
     Insn *insns;
 } BpfProgram;
 
-static inline uint32_t be32(const unsigned char *p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 uint32_t ew_bpf_run(PyObject *object, const unsigned char *p, uint32_t wirelen, uint32_t buflen) {
     const Insn *pc = ((BpfProgram *)object)->insns;
     uint32_t a = 0, x = 0, k, mem[MEMWORDS] = {0};
